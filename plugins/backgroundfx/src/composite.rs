@@ -288,52 +288,85 @@ pub fn composite_plane(
     };
     plane[..stride * (height - 1) + width * channels]
         .par_chunks_mut(stride)
+        .with_min_len(16)
         .enumerate()
         .for_each_init(
-            || vec![0.0f32; row_buffer_len],
-            |work_row, (y, row)| {
-                let alpha_row = &alpha[(y * step).min(frame_height - 1) * frame_width..];
-                if let PlaneBackground::Blurred { work, rows, .. } = background {
-                    let top = rows.index[y] as usize * row_buffer_len;
-                    let bottom = rows.next[y] as usize * row_buffer_len;
-                    rows.blend_rows(
-                        y,
-                        &work[top..top + row_buffer_len],
-                        &work[bottom..bottom + row_buffer_len],
-                        work_row,
-                    );
-                }
-                for x in 0..width {
-                    let a = alpha_row[(x * step).min(frame_width - 1)] as u32;
-                    let pixel = &mut row[x * channels..(x + 1) * channels];
-                    if a < 255 {
-                        match background {
-                            PlaneBackground::Blurred { columns, .. } => {
-                                let left = columns.index[x] as usize * slots;
-                                let right = columns.next[x] as usize * slots;
-                                let w = columns.weight[x];
-                                for c in 0..channels {
-                                    let l = work_row[left + c];
-                                    let bg = l + (work_row[right + c] - l) * w;
-                                    pixel[c] = mix(pixel[c], (bg + 0.5) as u32, a);
-                                }
+            || (vec![0.0f32; row_buffer_len], vec![0u8; width]),
+            |(work_row, subsampled_alpha), (y, row)| {
+                let row = &mut row[..width * channels];
+                let full_row =
+                    &alpha[(y * step).min(frame_height - 1) * frame_width..][..frame_width];
+                let alpha_row: &[u8] = if step == 1 {
+                    full_row
+                } else {
+                    for (x, a) in subsampled_alpha.iter_mut().enumerate() {
+                        *a = full_row[(x * step).min(frame_width - 1)];
+                    }
+                    subsampled_alpha
+                };
+                let pixels = row.chunks_exact_mut(channels).zip(alpha_row);
+                match background {
+                    PlaneBackground::Blurred {
+                        work,
+                        columns,
+                        rows,
+                        ..
+                    } => {
+                        let top = rows.index[y] as usize * row_buffer_len;
+                        let bottom = rows.next[y] as usize * row_buffer_len;
+                        rows.blend_rows(
+                            y,
+                            &work[top..top + row_buffer_len],
+                            &work[bottom..bottom + row_buffer_len],
+                            work_row,
+                        );
+                        let table = columns.index.iter().zip(&columns.next).zip(&columns.weight);
+                        for ((pixel, &a), ((&left, &right), &w)) in pixels.zip(table) {
+                            if a == 255 {
+                                continue;
                             }
-                            PlaneBackground::Solid(values) => {
-                                for c in 0..channels {
-                                    pixel[c] = mix(pixel[c], values[c] as u32, a);
-                                }
+                            let left = &work_row[left as usize * slots..][..channels];
+                            let right = &work_row[right as usize * slots..][..channels];
+                            for ((p, l), r) in pixel.iter_mut().zip(left).zip(right) {
+                                let bg = l + (r - l) * w;
+                                *p = mix(*p, (bg + 0.5) as u32, a as u32);
                             }
-                            PlaneBackground::Image { data, stride } => {
-                                let at = y * stride + x * channels;
-                                for c in 0..channels {
-                                    pixel[c] = mix(pixel[c], data[at + c] as u32, a);
-                                }
-                            }
-                            PlaneBackground::Keep => {}
                         }
                     }
-                    if let Some(alpha_index) = alpha_byte {
-                        pixel[alpha_index] = a as u8;
+                    PlaneBackground::Solid(values) => {
+                        let values = &values[..channels];
+                        for (pixel, &a) in pixels {
+                            match a {
+                                255 => {}
+                                0 => pixel.copy_from_slice(values),
+                                _ => {
+                                    for (p, v) in pixel.iter_mut().zip(values) {
+                                        *p = mix(*p, *v as u32, a as u32);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    PlaneBackground::Image { data, stride } => {
+                        let image_row =
+                            data[y * stride..][..width * channels].chunks_exact(channels);
+                        for ((pixel, &a), values) in pixels.zip(image_row) {
+                            match a {
+                                255 => {}
+                                0 => pixel.copy_from_slice(values),
+                                _ => {
+                                    for (p, v) in pixel.iter_mut().zip(values) {
+                                        *p = mix(*p, *v as u32, a as u32);
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    PlaneBackground::Keep => {}
+                }
+                if let Some(alpha_index) = alpha_byte {
+                    for (pixel, &a) in row.chunks_exact_mut(channels).zip(alpha_row) {
+                        pixel[alpha_index] = a;
                     }
                 }
             },

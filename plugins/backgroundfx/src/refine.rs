@@ -211,6 +211,9 @@ impl GuidedFilter {
 #[derive(Debug, Clone)]
 pub struct AlphaCurve {
     table: Vec<u8>,
+    /// Inputs at or below this map to 0, at or above `opaque_from` to 255.
+    transparent_up_to: f32,
+    opaque_from: f32,
 }
 
 const CURVE_STEPS: usize = 1024;
@@ -230,8 +233,24 @@ impl AlphaCurve {
                 let smooth = t * t * (3.0 - 2.0 * t);
                 (smooth * 255.0).round() as u8
             })
-            .collect();
-        AlphaCurve { table }
+            .collect::<Vec<u8>>();
+        let step = 1.0 / (CURVE_STEPS - 1) as f32;
+        let zeros = table.iter().take_while(|v| **v == 0).count();
+        let full = table.iter().rev().take_while(|v| **v == 255).count();
+        AlphaCurve {
+            // Any input truncating to an index < zeros maps to 0.
+            transparent_up_to: if zeros == 0 {
+                -1.0
+            } else {
+                zeros as f32 * step - 1e-6
+            },
+            opaque_from: if full == 0 {
+                2.0
+            } else {
+                (CURVE_STEPS - full) as f32 * step + 1e-6
+            },
+            table,
+        }
     }
 
     #[inline]
@@ -260,6 +279,11 @@ impl AlphaUpsampler {
 
     /// Writes the full-resolution alpha (`width * height` bytes). `luma_row(y, row)` fills
     /// one row of the frame's luma bytes.
+    ///
+    /// Most of a frame is certainly person or certainly background: where all four
+    /// low-resolution neighbours give a saturated alpha for any luma, the pixel's alpha is
+    /// known without evaluating it (alpha is a convex combination of the neighbours'
+    /// `a * luma + b`).
     pub fn render(
         &self,
         coefficients: &[f32],
@@ -269,30 +293,81 @@ impl AlphaUpsampler {
     ) {
         let width = self.columns.len();
         let pair_row = 2 * self.low_width;
-        alpha.par_chunks_mut(width).enumerate().for_each_init(
-            || (vec![0.0f32; pair_row], vec![0u8; width]),
-            |(pairs, luma), (y, out)| {
-                let top = self.rows.index[y] as usize * pair_row;
-                let bottom = self.rows.next[y] as usize * pair_row;
-                self.rows.blend_rows(
-                    y,
-                    &coefficients[top..top + pair_row],
-                    &coefficients[bottom..bottom + pair_row],
-                    pairs,
-                );
-                luma_row(y, luma);
-                for x in 0..width {
-                    let left = 2 * self.columns.index[x] as usize;
-                    let right = 2 * self.columns.next[x] as usize;
-                    let w = self.columns.weight[x];
-                    let a = pairs[left] + (pairs[right] - pairs[left]) * w;
-                    let b = pairs[left + 1] + (pairs[right + 1] - pairs[left + 1]) * w;
-                    out[x] = curve.map(a * (luma[x] as f32 * (1.0 / 255.0)) + b);
+        let saturation: Vec<u8> = coefficients
+            .chunks_exact(2)
+            .map(|pair| {
+                let (a, b) = (pair[0], pair[1]);
+                let (low, high) = (b + a.min(0.0), b + a.max(0.0));
+                if high <= curve.transparent_up_to {
+                    SATURATED_TRANSPARENT
+                } else if low >= curve.opaque_from {
+                    SATURATED_OPAQUE
+                } else {
+                    UNSATURATED
                 }
-            },
-        );
+            })
+            .collect();
+        alpha
+            .par_chunks_mut(width)
+            .with_min_len(16)
+            .enumerate()
+            .for_each_init(
+                || {
+                    (
+                        vec![0.0f32; pair_row],
+                        vec![0u8; width],
+                        vec![0u8; self.low_width],
+                    )
+                },
+                |(pairs, luma, row_state), (y, out)| {
+                    let top = self.rows.index[y] as usize;
+                    let bottom = self.rows.next[y] as usize;
+                    let low_width = self.low_width;
+                    for (j, state) in row_state.iter_mut().enumerate() {
+                        let (t, b) = (
+                            saturation[top * low_width + j],
+                            saturation[bottom * low_width + j],
+                        );
+                        *state = if t == b { t } else { UNSATURATED };
+                    }
+                    if row_state.iter().all(|s| *s == row_state[0]) && row_state[0] != UNSATURATED {
+                        out.fill(row_state[0]);
+                        return;
+                    }
+                    self.rows.blend_rows(
+                        y,
+                        &coefficients[top * pair_row..(top + 1) * pair_row],
+                        &coefficients[bottom * pair_row..(bottom + 1) * pair_row],
+                        pairs,
+                    );
+                    luma_row(y, luma);
+                    let columns = self
+                        .columns
+                        .index
+                        .iter()
+                        .zip(&self.columns.next)
+                        .zip(&self.columns.weight);
+                    for ((((left, right), w), o), l) in columns.zip(out.iter_mut()).zip(luma.iter())
+                    {
+                        let (left, right) = (*left as usize, *right as usize);
+                        let state = row_state[left];
+                        if state != UNSATURATED && state == row_state[right] {
+                            *o = state;
+                            continue;
+                        }
+                        let (left, right) = (2 * left, 2 * right);
+                        let a = pairs[left] + (pairs[right] - pairs[left]) * w;
+                        let b = pairs[left + 1] + (pairs[right + 1] - pairs[left + 1]) * w;
+                        *o = curve.map(a * (*l as f32 * (1.0 / 255.0)) + b);
+                    }
+                },
+            );
     }
 }
+
+const SATURATED_TRANSPARENT: u8 = 0;
+const SATURATED_OPAQUE: u8 = 255;
+const UNSATURATED: u8 = 1;
 
 #[cfg(test)]
 mod tests {

@@ -1,0 +1,154 @@
+//! CLI benchmark of `backgroundfx`'s processing: frames per second on ONE core (a rayon
+//! pool of one thread) for each frame size, effect and inference interval, on real frames
+//! (carphone and astronaut from tests/data/parity, scaled to each size). Prints one JSON
+//! document on stdout. `benches/run.sh` adds the Python MediaPipe-runtime + OpenCV
+//! baseline measured in the same run and the ratios.
+//!
+//!   cargo bench --bench fps -- [--seconds S] [--sizes 640x360,1280x720]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use gstbackgroundfx::layout::{FrameMut, PixelLayout};
+use gstbackgroundfx::processor::{Effect, Params, Processor};
+use gstbackgroundfx::segmenter::{Segmenter, shipped_model_path};
+
+fn frames(width: usize, height: usize) -> Vec<Vec<u8>> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/parity");
+    ["carphone000", "carphone060", "astronaut"]
+        .iter()
+        .map(|name| {
+            let image = image::open(dir.join(format!("{name}_256x144.png")))
+                .unwrap()
+                .to_rgba8();
+            image::imageops::resize(
+                &image,
+                width as u32,
+                height as u32,
+                image::imageops::FilterType::Triangle,
+            )
+            .into_raw()
+        })
+        .collect()
+}
+
+fn measure(mut step: impl FnMut(usize), seconds: f64) -> f64 {
+    for i in 0..5 {
+        step(i);
+    }
+    let budget = Duration::from_secs_f64(seconds);
+    let start = Instant::now();
+    let mut count = 0;
+    while start.elapsed() < budget {
+        step(count);
+        count += 1;
+    }
+    count as f64 / start.elapsed().as_secs_f64()
+}
+
+fn main() {
+    let mut seconds = 2.0;
+    let mut sizes = vec![(640, 360), (1280, 720), (1920, 1080)];
+    let args: Vec<String> = std::env::args().collect();
+    // `cargo bench` passes --bench; under `cargo test --all-targets` it is absent: then run a
+    // short smoke pass so the benchmark cannot rot, without spending CI minutes.
+    if !args.iter().any(|a| a == "--bench") {
+        seconds = 0.05;
+        sizes = vec![(320, 180)];
+    }
+    let mut i = 1;
+    while i < args.len() {
+        match args[i].as_str() {
+            "--seconds" => {
+                seconds = args[i + 1].parse().expect("--seconds S");
+                i += 1;
+            }
+            "--sizes" => {
+                sizes = args[i + 1]
+                    .split(',')
+                    .map(|s| {
+                        let (w, h) = s.split_once('x').expect("WxH");
+                        (w.parse().unwrap(), h.parse().unwrap())
+                    })
+                    .collect();
+                i += 1;
+            }
+            _ => {} // cargo bench passes --bench
+        }
+        i += 1;
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let layout = PixelLayout::Packed {
+        red: 0,
+        green: 1,
+        blue: 2,
+        alpha: Some(3),
+    };
+    let mut segmenter =
+        Segmenter::from_file(shipped_model_path("selfie_segmentation_landscape.onnx")).unwrap();
+    let model_size = (segmenter.width(), segmenter.height());
+    let mut person = vec![0.0f32; model_size.0 * model_size.1];
+    let model_fps = measure(
+        |_| segmenter.run(|input| input.fill(0.5), &mut person).unwrap(),
+        seconds,
+    );
+    let picture = image::open(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/parity/astronaut_256x256.png"),
+    )
+    .unwrap()
+    .to_rgba8();
+    let mut results = Vec::new();
+    for &(width, height) in &sizes {
+        // Frames are processed in place again and again (like a still camera): copying a
+        // fresh frame in each time would measure memcpy, not the filter.
+        let mut work = frames(width, height);
+        for effect in [Effect::Blur, Effect::Solid, Effect::Picture] {
+            for interval in [1u32, 3] {
+                let params = Params {
+                    effect,
+                    inference_interval: interval,
+                    ..Params::default()
+                };
+                let mut processor = Processor::new(layout, width, height, model_size);
+                processor.set_picture(Some(&picture), Default::default(), params.colour);
+                let fps = pool.install(|| {
+                    measure(
+                        |i| {
+                            let index = i % work.len();
+                            let mut frame = FrameMut {
+                                layout,
+                                width,
+                                height,
+                                planes: [&mut work[index], &mut [], &mut []],
+                                strides: [width * 4, 0, 0],
+                            };
+                            processor.process(&mut frame, &params, Some(&mut segmenter));
+                        },
+                        seconds,
+                    )
+                });
+                eprintln!("{width}x{height} {effect:?} interval {interval}: {fps:.1} fps");
+                results.push(serde_json::json!({
+                    "width": width,
+                    "height": height,
+                    "effect": format!("{effect:?}").to_lowercase(),
+                    "inference_interval": interval,
+                    "fps_per_core": (fps * 10.0).round() / 10.0,
+                }));
+            }
+        }
+    }
+    let report = serde_json::json!({
+        "benchmark": "backgroundfx",
+        "threads": 1,
+        "format": "RGBA",
+        "model": "selfie_segmentation_landscape.onnx (256x144)",
+        "model_only_fps": (model_fps * 10.0).round() / 10.0,
+        "model_only_ms": ((1000.0 / model_fps) * 1000.0).round() / 1000.0,
+        "results": results,
+    });
+    println!("{}", serde_json::to_string_pretty(&report).unwrap());
+}
