@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One command from a fresh Debian 12 machine to the main demo: installs the system packages,
 # fetches the real test clip, builds the plugins (release), and runs a real clip of a person
-# through background blur into a recording; also renders the PNG gallery of every effect.
+# through background blur into an age-encrypted, minisign-signed recording, which it then
+# verifies and decrypts with the standard tools; also renders the PNG gallery of every effect.
 # Output: demo/ (carphone-blur.mp4, snapshots, gallery/).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -11,15 +12,24 @@ scripts/fetch-media.sh
 cargo build --release --workspace
 mkdir -p demo/snapshots
 export GST_PLUGIN_PATH="$root/target/release"
+# Keys: an age identity (only the public part is given to the recorder) and a minisign
+# signing key pair. A real deployment keeps key.txt off the media server.
+[ -s demo/keys/key.txt ] || target/release/vcc-vault keygen --out-dir demo/keys >/dev/null
+rm -f demo/carphone-blur.mp4.age demo/carphone-blur.mp4.age.minisig demo/carphone-blur.mp4
 gst-launch-1.0 -q \
     filesrc location=media/carphone.mp4 ! decodebin ! videoconvert ! videoscale \
     ! video/x-raw,width=640,height=480,format=I420 \
     ! backgroundfx effect=blur blur-strength=50 \
     ! tee name=t \
     t. ! queue ! x264enc tune=zerolatency speed-preset=veryfast ! h264parse \
-        ! mp4mux ! filesink location=demo/carphone-blur.mp4 \
+        ! mp4mux fragment-duration=1000 streamable=true \
+        ! encryptedfilesink location=demo/carphone-blur.mp4.age \
+            recipients-file=demo/keys/recipient.txt signing-key=demo/keys/vcc.key \
     t. ! queue ! videorate drop-only=true ! video/x-raw,framerate=1/1 ! videoconvert ! pngenc \
         ! multifilesink location=demo/snapshots/carphone-blur-%02d.png
 cargo run -q --release --example gallery -- demo/gallery
-ffprobe -v error -show_entries stream=codec_name,width,height,nb_frames -of compact demo/carphone-blur.mp4
-echo "demo written to $root/demo (carphone-blur.mp4, snapshots/, gallery/)"
+# What an auditor does with standard tools: check the signature, decrypt, inspect.
+minisign -V -p demo/keys/vcc.pub -m demo/carphone-blur.mp4.age
+age -d -i demo/keys/key.txt -o demo/carphone-blur.mp4 demo/carphone-blur.mp4.age
+ffprobe -v error -count_frames -show_entries stream=codec_name,width,height,nb_read_frames -of compact demo/carphone-blur.mp4
+echo "demo written to $root/demo (carphone-blur.mp4.age + .minisig, decrypted carphone-blur.mp4, snapshots/, gallery/)"

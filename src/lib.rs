@@ -12,5 +12,6 @@ pub use gst;
 /// Registers every element of every gst-vcc plugin with GStreamer (idempotent).
 pub fn register() -> Result<(), gst::glib::BoolError> {
     gstbackgroundfx::plugin_register_static()?;
+    gstcryptfile::plugin_register_static()?;
     Ok(())
 }

@@ -7,7 +7,11 @@ use std::process::Command;
 use gst::prelude::*;
 
 /// Every element of the workspace with the plugin library that provides it.
-const ELEMENTS: &[(&str, &str)] = &[("libgstbackgroundfx.so", "backgroundfx")];
+const ELEMENTS: &[(&str, &str)] = &[
+    ("libgstbackgroundfx.so", "backgroundfx"),
+    ("libgstcryptfile.so", "encryptedfilesink"),
+    ("libgstcryptfile.so", "encryptedfilesrc"),
+];
 
 /// `target/<profile>/`, where cargo puts the plugins' cdylibs.
 fn target_dir() -> PathBuf {

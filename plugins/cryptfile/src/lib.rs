@@ -1,0 +1,29 @@
+//! `cryptfile`: recordings encrypted at rest with age and signed with minisign.
+//!
+//! The format logic is in `format` (no GStreamer); `encryptedfilesink/imp.rs` and
+//! `encryptedfilesrc/imp.rs` are glue.
+
+pub mod format;
+
+mod encryptedfilesink;
+mod encryptedfilesrc;
+
+pub use encryptedfilesink::EncryptedFileSink;
+pub use encryptedfilesrc::EncryptedFileSrc;
+
+fn plugin_init(plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {
+    encryptedfilesink::register(plugin)?;
+    encryptedfilesrc::register(plugin)
+}
+
+gst::plugin_define!(
+    cryptfile,
+    env!("CARGO_PKG_DESCRIPTION"),
+    plugin_init,
+    concat!(env!("CARGO_PKG_VERSION"), "-", env!("COMMIT_ID")),
+    "MPL",
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_NAME"),
+    env!("CARGO_PKG_REPOSITORY"),
+    env!("BUILD_REL_DATE")
+);

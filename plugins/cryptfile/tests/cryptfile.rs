@@ -1,0 +1,420 @@
+//! End-to-end tests of encryptedfilesink / encryptedfilesrc / vcc-vault against the standard
+//! tools (Debian's `age` and `minisign`), on real encoded media, including tampering,
+//! truncation, wrong keys and a recorder killed with SIGKILL.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use gst::prelude::*;
+
+fn init() {
+    use std::sync::Once;
+    static INIT: Once = Once::new();
+    INIT.call_once(|| {
+        gst::init().unwrap();
+        gstcryptfile::plugin_register_static().unwrap();
+    });
+}
+
+struct Workspace {
+    dir: PathBuf,
+}
+
+impl Workspace {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("cryptfile-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let status = Command::new(env!("CARGO_BIN_EXE_vcc-vault"))
+            .args(["keygen", "--out-dir"])
+            .arg(dir.join("keys"))
+            .output()
+            .unwrap();
+        assert!(status.status.success());
+        Workspace { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn key(&self, name: &str) -> String {
+        self.dir.join("keys").join(name).display().to_string()
+    }
+}
+
+impl Drop for Workspace {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Runs a pipeline to EOS or error; returns the error text, if any.
+fn run(description: &str) -> Result<(), String> {
+    init();
+    let pipeline = gst::parse::launch(description).map_err(|e| e.to_string())?;
+    let bus = pipeline.bus().unwrap();
+    let result = match pipeline.set_state(gst::State::Playing) {
+        Err(_) => {
+            let message =
+                bus.timed_pop_filtered(gst::ClockTime::from_seconds(5), &[gst::MessageType::Error]);
+            Err(message
+                .map(|m| match m.view() {
+                    gst::MessageView::Error(e) => e.error().to_string(),
+                    _ => unreachable!(),
+                })
+                .unwrap_or_else(|| "state change failed".into()))
+        }
+        Ok(_) => {
+            let message = bus
+                .timed_pop_filtered(
+                    gst::ClockTime::from_seconds(60),
+                    &[gst::MessageType::Eos, gst::MessageType::Error],
+                )
+                .expect("pipeline ends");
+            match message.view() {
+                gst::MessageView::Eos(_) => Ok(()),
+                gst::MessageView::Error(e) => Err(e.error().to_string()),
+                _ => unreachable!(),
+            }
+        }
+    };
+    pipeline.set_state(gst::State::Null).unwrap();
+    result
+}
+
+/// Records `frames` frames of H.264 in MP4 through encryptedfilesink.
+fn record(ws: &Workspace, name: &str, frames: u32, extra: &str) -> PathBuf {
+    let location = ws.path(name);
+    run(&format!(
+        "videotestsrc num-buffers={frames} pattern=snow ! video/x-raw,width=320,height=240,framerate=30/1 \
+         ! x264enc key-int-max=30 ! mp4mux ! encryptedfilesink location={} recipients-file={} \
+         signing-key={} {extra}",
+        location.display(),
+        ws.key("recipient.txt"),
+        ws.key("vcc.key")
+    ))
+    .unwrap();
+    location
+}
+
+fn ffprobe_frames(path: &Path) -> u64 {
+    let output = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+        ])
+        .args(["stream=nb_read_frames", "-of", "default=nw=1:nk=1"])
+        .arg(path)
+        .output()
+        .expect("ffprobe (package ffmpeg)");
+    String::from_utf8_lossy(&output.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0)
+}
+
+/// Plays an encrypted MP4 through encryptedfilesrc ! qtdemux (which seeks to find the moov
+/// atom at the end) and counts decoded frames.
+fn play(ws: &Workspace, location: &Path, extra: &str) -> Result<u64, String> {
+    init();
+    let pipeline = gst::parse::launch(&format!(
+        "encryptedfilesrc location={} identity={} {extra} ! qtdemux ! h264parse ! avdec_h264 ! fakesink name=out sync=false",
+        location.display(),
+        ws.key("key.txt")
+    ))
+    .map_err(|e| e.to_string())?
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline.by_name("out").unwrap();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = count.clone();
+    let pad = sink.static_pad("sink").unwrap();
+    pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+        counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        gst::PadProbeReturn::Ok
+    });
+    let bus = pipeline.bus().unwrap();
+    let _ = pipeline.set_state(gst::State::Playing);
+    let message = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(60),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("pipeline ends");
+    pipeline.set_state(gst::State::Null).unwrap();
+    match message.view() {
+        gst::MessageView::Eos(_) => Ok(count.load(std::sync::atomic::Ordering::SeqCst)),
+        gst::MessageView::Error(e) => Err(e.error().to_string()),
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn recording_decrypts_with_age_and_verifies_with_minisign() {
+    let ws = Workspace::new("agecli");
+    let location = record(&ws, "call.mp4.age", 60, "");
+    assert!(!ws.path("call.mp4.age.partial").exists(), "renamed at EOS");
+    let plain = ws.path("call.mp4");
+    let status = Command::new("age")
+        .args(["-d", "-i", &ws.key("key.txt"), "-o"])
+        .arg(&plain)
+        .arg(&location)
+        .status()
+        .expect("age (package age)");
+    assert!(status.success());
+    assert_eq!(ffprobe_frames(&plain), 60);
+    let output = Command::new("minisign")
+        .args(["-V", "-p", &ws.key("vcc.pub"), "-m"])
+        .arg(&location)
+        .output()
+        .expect("minisign (package minisign)");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("file:call.mp4.age"));
+}
+
+#[test]
+fn file_encrypted_by_age_cli_plays_with_seeking() {
+    let ws = Workspace::new("agesrc");
+    let plain = ws.path("clip.mp4");
+    run(&format!(
+        "videotestsrc num-buffers=45 ! video/x-raw,width=320,height=240 ! x264enc ! mp4mux ! filesink location={}",
+        plain.display()
+    ))
+    .unwrap();
+    let recipient = std::fs::read_to_string(ws.key("recipient.txt")).unwrap();
+    let encrypted = ws.path("clip.mp4.age");
+    let status = Command::new("age")
+        .args(["-r", recipient.trim(), "-o"])
+        .arg(&encrypted)
+        .arg(&plain)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // mp4mux (not fragmented) writes the moov atom last: qtdemux must seek to play it.
+    assert_eq!(play(&ws, &encrypted, "").unwrap(), 45);
+}
+
+#[test]
+fn signature_is_checked_before_playing() {
+    let ws = Workspace::new("verify");
+    let location = record(&ws, "call.mp4.age", 30, "");
+    let verify = format!("verify-key={}", ws.key("vcc.pub"));
+    assert_eq!(play(&ws, &location, &verify).unwrap(), 30);
+    // A forged recording (encrypted to our public key by anyone) has no valid signature.
+    let mut bytes = std::fs::read(&location).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x55;
+    std::fs::write(&location, bytes).unwrap();
+    let error = play(&ws, &location, &verify).unwrap_err();
+    assert!(error.contains("signature check"), "{error}");
+}
+
+#[test]
+fn tampering_is_reported_with_its_place() {
+    let ws = Workspace::new("tamper");
+    let location = record(&ws, "call.mp4.age", 150, "");
+    let original = std::fs::read(&location).unwrap();
+    assert!(
+        original.len() > 3 * 65_552,
+        "needs several chunks: {}",
+        original.len()
+    );
+    let cases = [
+        ("header", 40usize, "header"),
+        ("middle chunk", original.len() / 2, "fails authentication"),
+        ("last chunk", original.len() - 10, "last chunk"),
+    ];
+    for (what, offset, expected) in cases {
+        let mut bytes = original.clone();
+        bytes[offset] ^= 1;
+        std::fs::write(&location, &bytes).unwrap();
+        let error = play(&ws, &location, "").unwrap_err();
+        assert!(error.contains(expected), "{what}: {error}");
+        if what != "header" {
+            assert!(error.contains("chunk "), "{what}: {error}");
+        }
+    }
+}
+
+#[test]
+fn wrong_key_is_a_clear_error() {
+    let ws = Workspace::new("wrongkey");
+    let location = record(&ws, "call.mp4.age", 10, "");
+    let other = Workspace::new("otherkey");
+    let error = play(&other, &location, "").unwrap_err();
+    assert!(error.starts_with("wrong key"), "{error}");
+}
+
+#[test]
+fn truncated_recording_errors_and_recovers_its_prefix() {
+    let ws = Workspace::new("truncate");
+    // Fragmented MP4: every complete fragment of a prefix is playable.
+    let location = record(&ws, "call.mp4.age", 150, "");
+    let bytes = std::fs::read(&location).unwrap();
+    std::fs::write(&location, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let error = play(&ws, &location, "").unwrap_err();
+    assert!(error.contains("truncated"), "{error}");
+    let recovered = ws.path("recovered.mp4");
+    let output = Command::new(env!("CARGO_BIN_EXE_vcc-vault"))
+        .args(["recover", "--identity", &ws.key("key.txt")])
+        .arg(&location)
+        .arg("-o")
+        .arg(&recovered)
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("warning") && stderr.contains("recovered the first"),
+        "{stderr}"
+    );
+    let plain_prefix = std::fs::read(&recovered).unwrap();
+    assert!(plain_prefix.len() as u64 >= (bytes.len() as u64 * 2 / 3) / 65_552 * 65_536 - 65_536);
+    // `decrypt` refuses damaged files and writes nothing.
+    let refused = Command::new(env!("CARGO_BIN_EXE_vcc-vault"))
+        .args(["decrypt", "--identity", &ws.key("key.txt")])
+        .arg(&location)
+        .arg("-o")
+        .arg(ws.path("refused.mp4"))
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(!ws.path("refused.mp4").exists());
+}
+
+#[test]
+fn recorder_killed_with_sigkill_leaves_a_recoverable_recording() {
+    let ws = Workspace::new("sigkill");
+    let plugin_dir = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .to_path_buf();
+    assert!(
+        plugin_dir.join("libgstcryptfile.so").exists(),
+        "build the workspace first"
+    );
+    let location = ws.path("live.mp4.age");
+    let mut child = Command::new("gst-launch-1.0")
+        .args(["-q", "videotestsrc", "is-live=true", "pattern=ball", "!"])
+        .args([
+            "video/x-raw,width=320,height=240,framerate=30/1",
+            "!",
+            "x264enc",
+            "tune=zerolatency",
+        ])
+        .args([
+            "key-int-max=15",
+            "!",
+            "mp4mux",
+            "fragment-duration=500",
+            "streamable=true",
+            "!",
+        ])
+        .arg("encryptedfilesink")
+        .arg(format!("location={}", location.display()))
+        .arg(format!("recipients-file={}", ws.key("recipient.txt")))
+        .arg("fsync-interval=100")
+        .env("GST_PLUGIN_PATH", &plugin_dir)
+        .spawn()
+        .expect("gst-launch-1.0");
+    let partial = ws.path("live.mp4.age.partial");
+    // Record until a few chunks are on disk, bounded in time.
+    for _ in 0..200 {
+        std::thread::sleep(Duration::from_millis(100));
+        if std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) > 4 * 65_552 {
+            break;
+        }
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(
+        !location.exists(),
+        "never renamed: the recording did not finish"
+    );
+    let recovered = ws.path("recovered.mp4");
+    let output = Command::new(env!("CARGO_BIN_EXE_vcc-vault"))
+        .args(["recover", "--identity", &ws.key("key.txt")])
+        .arg(&partial)
+        .arg("-o")
+        .arg(&recovered)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let frames = ffprobe_frames(&recovered);
+    assert!(frames >= 15, "recovered fragments decode: {frames} frames");
+    // A new recording refuses to clobber the interrupted one.
+    let error = run(&format!(
+        "videotestsrc num-buffers=1 ! encryptedfilesink location={} recipients-file={}",
+        location.display(),
+        ws.key("recipient.txt")
+    ))
+    .unwrap_err();
+    assert!(error.contains("interrupted recording"), "{error}");
+}
+
+#[test]
+fn existing_recording_is_not_overwritten_unless_asked() {
+    let ws = Workspace::new("overwrite");
+    let location = record(&ws, "call.mp4.age", 5, "");
+    let before = std::fs::read(&location).unwrap();
+    let pipeline = |extra: &str| {
+        run(&format!(
+            "videotestsrc num-buffers=5 ! encryptedfilesink location={} recipients-file={} {extra}",
+            location.display(),
+            ws.key("recipient.txt")
+        ))
+    };
+    let error = pipeline("").unwrap_err();
+    assert!(error.contains("refusing to overwrite"), "{error}");
+    assert_eq!(std::fs::read(&location).unwrap(), before);
+    pipeline("overwrite=true").unwrap();
+    assert_ne!(std::fs::read(&location).unwrap(), before);
+}
+
+#[test]
+fn bad_settings_are_clear_errors() {
+    let ws = Workspace::new("settings");
+    let location = ws.path("x.age");
+    let error = run(&format!(
+        "videotestsrc num-buffers=1 ! encryptedfilesink location={} recipients=age1nope",
+        location.display()
+    ))
+    .unwrap_err();
+    assert!(error.contains("invalid recipient 'age1nope'"), "{error}");
+    let error = run(&format!(
+        "videotestsrc num-buffers=1 ! encryptedfilesink location={}",
+        location.display()
+    ))
+    .unwrap_err();
+    assert!(error.contains("no recipients"), "{error}");
+    assert!(!location.exists());
+}
+
+#[test]
+fn passphrase_round_trip_for_development() {
+    let ws = Workspace::new("passphrase");
+    let location = ws.path("dev.mp4.age");
+    run(&format!(
+        "videotestsrc num-buffers=20 ! x264enc ! mp4mux ! encryptedfilesink location={} passphrase=dev-only",
+        location.display()
+    ))
+    .unwrap();
+    assert_eq!(play(&ws, &location, "passphrase=dev-only").unwrap(), 20);
+}
