@@ -257,6 +257,24 @@ pub enum PlaneBackground<'a> {
     Keep,
 }
 
+/// Copies a pixel's bytes; fixed-size copies for the common widths so that no per-pixel
+/// `memcpy` call is made.
+#[inline(always)]
+fn set_pixel(pixel: &mut [u8], values: &[u8]) {
+    match (pixel.len(), values.len()) {
+        (4, 4) => {
+            let values: [u8; 4] = values.try_into().expect("length checked");
+            pixel.copy_from_slice(&values);
+        }
+        (1, 1) => pixel[0] = values[0],
+        (2, 2) => {
+            pixel[0] = values[0];
+            pixel[1] = values[1];
+        }
+        _ => pixel.copy_from_slice(values),
+    }
+}
+
 #[inline]
 fn mix(source: u8, background: u32, alpha: u32) -> u8 {
     let value = source as u32 * alpha + background * (255 - alpha) + 128;
@@ -338,7 +356,7 @@ pub fn composite_plane(
                         for (pixel, &a) in pixels {
                             match a {
                                 255 => {}
-                                0 => pixel.copy_from_slice(values),
+                                0 => set_pixel(pixel, values),
                                 _ => {
                                     for (p, v) in pixel.iter_mut().zip(values) {
                                         *p = mix(*p, *v as u32, a as u32);
@@ -353,7 +371,7 @@ pub fn composite_plane(
                         for ((pixel, &a), values) in pixels.zip(image_row) {
                             match a {
                                 255 => {}
-                                0 => pixel.copy_from_slice(values),
+                                0 => set_pixel(pixel, values),
                                 _ => {
                                     for (p, v) in pixel.iter_mut().zip(values) {
                                         *p = mix(*p, *v as u32, a as u32);

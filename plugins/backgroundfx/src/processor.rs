@@ -271,29 +271,27 @@ impl Processor {
                 AlphaCurve::new(params.threshold, params.edge_band),
             );
         }
-        let layout = self.layout;
         let plane = &*frame.planes[0];
         let stride = frame.strides[0];
-        let width = self.width;
-        self.upsampler.render(
-            &self.guided.coefficients,
-            &self.curve.2,
-            |y, out| {
-                let row = &plane[y * stride..];
-                match layout {
-                    PixelLayout::Packed {
-                        red, green, blue, ..
-                    } => {
-                        for (x, o) in out.iter_mut().enumerate() {
-                            let p = &row[x * 4..x * 4 + 4];
-                            *o = luma(p[red], p[green], p[blue]);
-                        }
-                    }
-                    PixelLayout::I420 | PixelLayout::Nv12 => out.copy_from_slice(&row[..width]),
-                }
-            },
-            &mut self.alpha,
-        );
+        match self.layout {
+            PixelLayout::Packed {
+                red, green, blue, ..
+            } => self.upsampler.render(
+                &self.guided.coefficients,
+                &self.curve.2,
+                |y, x| {
+                    let p = &plane[y * stride + x * 4..][..4];
+                    luma(p[red], p[green], p[blue])
+                },
+                &mut self.alpha,
+            ),
+            PixelLayout::I420 | PixelLayout::Nv12 => self.upsampler.render(
+                &self.guided.coefficients,
+                &self.curve.2,
+                |y, x| plane[y * stride + x],
+                &mut self.alpha,
+            ),
+        }
     }
 
     fn prepare_blur(&mut self, frame: &FrameMut, params: &Params) {

@@ -266,36 +266,54 @@ pub struct AlphaUpsampler {
     columns: LinearTable,
     rows: LinearTable,
     low_width: usize,
+    /// For each low-resolution column j, the full-resolution columns interpolated between
+    /// j and j + 1 (left index == j).
+    spans: Vec<std::ops::Range<usize>>,
+    /// Per low-resolution pixel: alpha saturated for any luma (0 or 255) or not (1).
+    saturation: Vec<u8>,
 }
 
 impl AlphaUpsampler {
     pub fn new(low_width: usize, low_height: usize, width: usize, height: usize) -> Self {
+        let columns = LinearTable::new(low_width, width);
+        let mut spans = vec![0..0; low_width];
+        for (x, &j) in columns.index.iter().enumerate() {
+            let span = &mut spans[j as usize];
+            if span.end == 0 {
+                *span = x..x + 1;
+            } else {
+                span.end = x + 1;
+            }
+        }
         AlphaUpsampler {
-            columns: LinearTable::new(low_width, width),
+            columns,
             rows: LinearTable::new(low_height, height),
             low_width,
+            spans,
+            saturation: Vec::with_capacity(low_width * low_height),
         }
     }
 
-    /// Writes the full-resolution alpha (`width * height` bytes). `luma_row(y, row)` fills
-    /// one row of the frame's luma bytes.
+    /// Writes the full-resolution alpha (`width * height` bytes). `luma_at(y, x)` reads the
+    /// frame's luma byte at a pixel.
     ///
-    /// Most of a frame is certainly person or certainly background: where all four
-    /// low-resolution neighbours give a saturated alpha for any luma, the pixel's alpha is
-    /// known without evaluating it (alpha is a convex combination of the neighbours'
-    /// `a * luma + b`).
+    /// Most of a frame is certainly person or certainly background: where both
+    /// low-resolution neighbour columns of both neighbour rows give a saturated alpha for
+    /// any luma, the alpha of the whole span between them is known without evaluating it
+    /// (alpha is a convex combination of the neighbours' `a * luma + b`), and is filled.
     pub fn render(
-        &self,
+        &mut self,
         coefficients: &[f32],
         curve: &AlphaCurve,
-        luma_row: impl Fn(usize, &mut [u8]) + Sync,
+        luma_at: impl Fn(usize, usize) -> u8 + Sync,
         alpha: &mut [u8],
     ) {
         let width = self.columns.len();
-        let pair_row = 2 * self.low_width;
-        let saturation: Vec<u8> = coefficients
-            .chunks_exact(2)
-            .map(|pair| {
+        let low_width = self.low_width;
+        let pair_row = 2 * low_width;
+        self.saturation.clear();
+        self.saturation
+            .extend(coefficients.chunks_exact(2).map(|pair| {
                 let (a, b) = (pair[0], pair[1]);
                 let (low, high) = (b + a.min(0.0), b + a.max(0.0));
                 if high <= curve.transparent_up_to {
@@ -305,24 +323,19 @@ impl AlphaUpsampler {
                 } else {
                     UNSATURATED
                 }
-            })
-            .collect();
+            }));
+        let saturation = &self.saturation;
+        let spans = &self.spans;
+        let (rows, columns) = (&self.rows, &self.columns);
         alpha
             .par_chunks_mut(width)
             .with_min_len(16)
             .enumerate()
             .for_each_init(
-                || {
-                    (
-                        vec![0.0f32; pair_row],
-                        vec![0u8; width],
-                        vec![0u8; self.low_width],
-                    )
-                },
-                |(pairs, luma, row_state), (y, out)| {
-                    let top = self.rows.index[y] as usize;
-                    let bottom = self.rows.next[y] as usize;
-                    let low_width = self.low_width;
+                || (vec![0.0f32; pair_row], vec![0u8; low_width]),
+                |(pairs, row_state), (y, out)| {
+                    let top = rows.index[y] as usize;
+                    let bottom = rows.next[y] as usize;
                     for (j, state) in row_state.iter_mut().enumerate() {
                         let (t, b) = (
                             saturation[top * low_width + j],
@@ -330,35 +343,28 @@ impl AlphaUpsampler {
                         );
                         *state = if t == b { t } else { UNSATURATED };
                     }
-                    if row_state.iter().all(|s| *s == row_state[0]) && row_state[0] != UNSATURATED {
-                        out.fill(row_state[0]);
-                        return;
-                    }
-                    self.rows.blend_rows(
+                    rows.blend_rows(
                         y,
                         &coefficients[top * pair_row..(top + 1) * pair_row],
                         &coefficients[bottom * pair_row..(bottom + 1) * pair_row],
                         pairs,
                     );
-                    luma_row(y, luma);
-                    let columns = self
-                        .columns
-                        .index
-                        .iter()
-                        .zip(&self.columns.next)
-                        .zip(&self.columns.weight);
-                    for ((((left, right), w), o), l) in columns.zip(out.iter_mut()).zip(luma.iter())
-                    {
-                        let (left, right) = (*left as usize, *right as usize);
-                        let state = row_state[left];
-                        if state != UNSATURATED && state == row_state[right] {
-                            *o = state;
+                    for (j, span) in spans.iter().enumerate() {
+                        let left_state = row_state[j];
+                        let right_state = row_state[(j + 1).min(low_width - 1)];
+                        if left_state != UNSATURATED && left_state == right_state {
+                            out[span.clone()].fill(left_state);
                             continue;
                         }
-                        let (left, right) = (2 * left, 2 * right);
-                        let a = pairs[left] + (pairs[right] - pairs[left]) * w;
-                        let b = pairs[left + 1] + (pairs[right + 1] - pairs[left + 1]) * w;
-                        *o = curve.map(a * (*l as f32 * (1.0 / 255.0)) + b);
+                        for x in span.clone() {
+                            let (left, right) =
+                                (2 * columns.index[x] as usize, 2 * columns.next[x] as usize);
+                            let w = columns.weight[x];
+                            let a = pairs[left] + (pairs[right] - pairs[left]) * w;
+                            let b = pairs[left + 1] + (pairs[right + 1] - pairs[left + 1]) * w;
+                            let luma = luma_at(y, x) as f32 * (1.0 / 255.0);
+                            out[x] = curve.map(a * luma + b);
+                        }
                     }
                 },
             );
