@@ -24,6 +24,7 @@ pub fn weighted_blur(
     scratch: &mut Vec<f32>,
 ) {
     let slots = channels + 1;
+    debug_assert!(matches!(slots, 2 | 3 | 5), "planes have 1, 2 or 4 channels");
     for pixel in data.chunks_exact_mut(slots) {
         let weight = pixel[channels].max(MIN_BACKGROUND_WEIGHT);
         pixel[channels] = weight;
@@ -33,7 +34,11 @@ pub fn weighted_blur(
     }
     scratch.resize(data.len() + width * slots, 0.0);
     for _ in 0..passes {
-        box_sum_rows(data, width, height, slots, radius, scratch);
+        match slots {
+            5 => box_sum_rows::<5>(data, width, height, radius, scratch),
+            3 => box_sum_rows::<3>(data, width, height, radius, scratch),
+            _ => box_sum_rows::<2>(data, width, height, radius, scratch),
+        }
         box_sum_columns(data, width, height, slots, radius, scratch);
     }
     for pixel in data.chunks_exact_mut(slots) {
@@ -46,21 +51,22 @@ pub fn weighted_blur(
 
 /// Windowed sums along rows, scaled by 1/(2r+1); clipped windows at the borders. Only
 /// ratios of these sums are used, so the border scaling cancels out.
-fn box_sum_rows(
+/// `SLOTS` is a constant so that the per-slot loops unroll.
+fn box_sum_rows<const SLOTS: usize>(
     data: &mut [f32],
     width: usize,
     height: usize,
-    slots: usize,
     radius: usize,
     scratch: &mut [f32],
 ) {
+    let slots = SLOTS;
     let scale = 1.0 / (2 * radius + 1) as f32;
     let row_len = width * slots;
-    let mut sums = [0.0f32; 8];
+    let mut sums = [0.0f32; SLOTS];
     for y in 0..height {
         let row = &mut data[y * row_len..(y + 1) * row_len];
         let out = &mut scratch[..row_len];
-        sums[..slots].fill(0.0);
+        sums.fill(0.0);
         for x in 0..=radius.min(width - 1) {
             for c in 0..slots {
                 sums[c] += row[x * slots + c];
@@ -281,6 +287,36 @@ fn mix(source: u8, background: u32, alpha: u32) -> u8 {
     ((value + (value >> 8)) >> 8) as u8
 }
 
+/// One row of the blurred-background composite; `CHANNELS` is a constant so that the
+/// per-channel loops unroll (this is the hottest loop of the blur effect).
+#[inline(always)]
+fn blend_blurred_row<const CHANNELS: usize>(
+    row: &mut [u8],
+    alpha_row: &[u8],
+    work_row: &[f32],
+    columns: &LinearTable,
+) {
+    let slots = CHANNELS + 1;
+    let table = columns.index.iter().zip(&columns.next).zip(&columns.weight);
+    for ((pixel, &a), ((&left, &right), &w)) in
+        row.chunks_exact_mut(CHANNELS).zip(alpha_row).zip(table)
+    {
+        if a == 255 {
+            continue;
+        }
+        let left: &[f32; CHANNELS] = work_row[left as usize * slots..][..CHANNELS]
+            .try_into()
+            .expect("slice of CHANNELS");
+        let right: &[f32; CHANNELS] = work_row[right as usize * slots..][..CHANNELS]
+            .try_into()
+            .expect("slice of CHANNELS");
+        for c in 0..CHANNELS {
+            let background = left[c] + (right[c] - left[c]) * w;
+            pixel[c] = mix(pixel[c], (background + 0.5) as u32, a as u32);
+        }
+    }
+}
+
 /// Composites one plane in place: `out = source * alpha + background * (1 - alpha)`, where
 /// alpha is the full-resolution person alpha (`frame_width` bytes per row), sampled at
 /// this plane's resolution. If `alpha_byte` is set (packed layouts with an alpha
@@ -338,17 +374,10 @@ pub fn composite_plane(
                             &work[bottom..bottom + row_buffer_len],
                             work_row,
                         );
-                        let table = columns.index.iter().zip(&columns.next).zip(&columns.weight);
-                        for ((pixel, &a), ((&left, &right), &w)) in pixels.zip(table) {
-                            if a == 255 {
-                                continue;
-                            }
-                            let left = &work_row[left as usize * slots..][..channels];
-                            let right = &work_row[right as usize * slots..][..channels];
-                            for ((p, l), r) in pixel.iter_mut().zip(left).zip(right) {
-                                let bg = l + (r - l) * w;
-                                *p = mix(*p, (bg + 0.5) as u32, a as u32);
-                            }
+                        match channels {
+                            4 => blend_blurred_row::<4>(row, alpha_row, work_row, columns),
+                            2 => blend_blurred_row::<2>(row, alpha_row, work_row, columns),
+                            _ => blend_blurred_row::<1>(row, alpha_row, work_row, columns),
                         }
                     }
                     PlaneBackground::Solid(values) => {

@@ -64,6 +64,45 @@ fn create_new(path: &Path) -> Result<BufWriter<File>, String> {
         .map_err(|e| format!("cannot create '{}': {e}", path.display()))
 }
 
+/// Decrypts `file` into `output`. On damage, `keep_intact_part` keeps the authenticated
+/// prefix with a warning (recovery); otherwise nothing is left and it is an error.
+fn decrypt(
+    identity: &Path,
+    file: &Path,
+    output: &Path,
+    keep_intact_part: bool,
+) -> Result<(), String> {
+    let mut out = create_new(output)?;
+    let recovery = format::recover(
+        file,
+        &Unlock::IdentityFile(identity.to_path_buf()),
+        &mut out,
+    )
+    .map_err(|e: VaultError| e.to_string())?;
+    out.flush().map_err(|e| e.to_string())?;
+    drop(out);
+    match recovery.damage {
+        None => {
+            eprintln!("decrypted {} bytes to {}", recovery.bytes, output.display());
+            Ok(())
+        }
+        Some(damage) if keep_intact_part => {
+            eprintln!(
+                "warning: {damage}\nrecovered the first {} bytes to {}; the rest is lost",
+                recovery.bytes,
+                output.display()
+            );
+            Ok(())
+        }
+        Some(damage) => {
+            let _ = std::fs::remove_file(output);
+            Err(format!(
+                "{damage}; nothing written (use `recover` to keep the intact part)"
+            ))
+        }
+    }
+}
+
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Keygen { out_dir } => {
@@ -94,40 +133,12 @@ fn run(cli: Cli) -> Result<(), String> {
             identity,
             file,
             output,
-        } => {
-            let mut out = create_new(&output)?;
-            let recovery = format::recover(&file, &Unlock::IdentityFile(identity), &mut out)
-                .map_err(|e| e.to_string())?;
-            out.flush().map_err(|e| e.to_string())?;
-            if let Some(damage) = recovery.damage {
-                drop(out);
-                let _ = std::fs::remove_file(&output);
-                return Err(format!(
-                    "{damage}; nothing written (use `recover` to keep the intact part)"
-                ));
-            }
-            eprintln!("decrypted {} bytes to {}", recovery.bytes, output.display());
-            Ok(())
-        }
+        } => decrypt(&identity, &file, &output, false),
         Command::Recover {
             identity,
             file,
             output,
-        } => {
-            let mut out = create_new(&output)?;
-            let recovery = format::recover(&file, &Unlock::IdentityFile(identity), &mut out)
-                .map_err(|e: VaultError| e.to_string())?;
-            out.flush().map_err(|e| e.to_string())?;
-            match recovery.damage {
-                None => eprintln!("complete: {} bytes to {}", recovery.bytes, output.display()),
-                Some(damage) => eprintln!(
-                    "warning: {damage}\nrecovered the first {} bytes to {}; the rest is lost",
-                    recovery.bytes,
-                    output.display()
-                ),
-            }
-            Ok(())
-        }
+        } => decrypt(&identity, &file, &output, true),
     }
 }
 
