@@ -535,3 +535,48 @@ fn absurd_values_are_clamped() {
     assert_eq!(element.property::<u32>("inference-interval"), 1);
     assert_eq!(element.property::<f32>("threshold"), 1.0);
 }
+
+#[test]
+fn unreadable_picture_while_playing_warns_once_and_keeps_the_old_one() {
+    init();
+    let dir = std::env::temp_dir().join(format!("backgroundfx-swap-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("red.png");
+    image::RgbImage::from_pixel(8, 8, image::Rgb([255, 0, 0]))
+        .save(&path)
+        .unwrap();
+    let frame = test_frame("carphone060", 1);
+    let mut h = Harness::new("backgroundfx");
+    let element = h.element().unwrap();
+    let bus = gst::Bus::new();
+    element.set_bus(Some(&bus));
+    element.set_property_from_str("effect", "picture");
+    element.set_property("picture", path.to_str().unwrap());
+    h.play();
+    let (_, first) = run_one(&mut h, "RGBA", &frame);
+    element.set_property("picture", "/nonexistent/new-background.png");
+    let outputs: Vec<gst::Buffer> = (1..4)
+        .map(|i| h.push_and_pull(make_buffer("RGBA", &frame, i)).unwrap())
+        .collect();
+    let warnings: Vec<String> = bus
+        .iter_filtered(&[gst::MessageType::Warning])
+        .map(|m| match m.view() {
+            gst::MessageView::Warning(w) => w.error().to_string(),
+            _ => unreachable!(),
+        })
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains("cannot read picture '/nonexistent/new-background.png'"));
+    let background = |buffer: &gst::Buffer| -> Vec<u8> {
+        let map = buffer.map_readable().unwrap();
+        (0..frame.rgb.len())
+            .filter(|i| frame.regions[*i] == Region::Background)
+            .flat_map(|i| map[4 * i..4 * i + 3].to_vec())
+            .collect()
+    };
+    for output in &outputs {
+        assert_eq!(background(output), background(&first));
+    }
+    assert!(background(&first).chunks(3).all(|p| p == [255, 0, 0]));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -134,6 +134,8 @@ struct State {
     processor: Option<Processor>,
     info: Option<gst_video::VideoInfo>,
     warned_inference: bool,
+    /// A picture path that failed to load while streaming: not retried every frame.
+    failed_picture: Option<PathBuf>,
 }
 
 #[derive(Default)]
@@ -252,7 +254,9 @@ impl BackgroundFx {
             state.picture = None;
             return Ok(());
         };
-        if state.picture.as_ref().is_some_and(|p| &p.path == path) {
+        if state.picture.as_ref().is_some_and(|p| &p.path == path)
+            || state.failed_picture.as_ref() == Some(path)
+        {
             return Ok(());
         }
         let image = load_picture(path)?;
@@ -622,10 +626,8 @@ impl VideoFilterImpl for BackgroundFx {
                 gst::ResourceError::OpenRead,
                 ("{message}; keeping the previous background picture")
             );
-            // Do not retry every frame: remember the failed path with the old image.
-            if let Some(picture) = state.picture.as_mut() {
-                picture.path = settings.picture.clone().unwrap_or_default();
-            }
+            // Do not retry (and warn) every frame.
+            state.failed_picture = settings.picture.clone();
         }
         self.ensure_processor(&mut state, &settings);
         let State {
