@@ -4,7 +4,7 @@
 use crate::composite::{self, Fit, PlaneBackground, PreparedPicture};
 use crate::layout::{FrameMut, PixelLayout, plane_size};
 use crate::refine::{AlphaCurve, AlphaUpsampler, GuidedFilter, TemporalFilter};
-use crate::resample::{Downsampler, LinearTable, luma, resize_map};
+use crate::resample::{Downsampler, LinearTable, MapResizer, luma};
 use crate::segmenter::{ModelError, Segmenter};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -100,6 +100,7 @@ pub struct Processor {
     work_width: usize,
     work_height: usize,
     work_weight: Vec<f32>,
+    mask_to_work: MapResizer,
     blur_planes: Vec<BlurPlane>,
     blur_scratch: Vec<f32>,
     picture: Option<PreparedPicture>,
@@ -157,6 +158,7 @@ impl Processor {
             work_width,
             work_height,
             work_weight: vec![0.0; work_width * work_height],
+            mask_to_work: MapResizer::new(model_width, model_height, work_width, work_height),
             blur_planes,
             blur_scratch: Vec::new(),
             picture: None,
@@ -295,14 +297,7 @@ impl Processor {
     }
 
     fn prepare_blur(&mut self, frame: &FrameMut, params: &Params) {
-        resize_map(
-            &self.mask,
-            self.model_width,
-            self.model_height,
-            &mut self.work_weight,
-            self.work_width,
-            self.work_height,
-        );
+        self.mask_to_work.resize(&self.mask, &mut self.work_weight);
         if !self.mask_valid {
             self.work_weight.fill(1.0);
         }

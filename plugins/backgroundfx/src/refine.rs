@@ -52,6 +52,7 @@ fn box_mean(
     height: usize,
     radius: usize,
     scratch: &mut [f32],
+    sums: &mut [f32],
 ) {
     // Horizontal pass into scratch.
     for y in 0..height {
@@ -72,7 +73,8 @@ fn box_mean(
         }
     }
     // Vertical pass, column sums kept for the whole row at once (cache friendly).
-    let mut sums = vec![0.0f32; width];
+    let sums = &mut sums[..width];
+    sums.fill(0.0);
     let first = radius.min(height - 1) + 1;
     for y in 0..first {
         for (s, v) in sums.iter_mut().zip(&scratch[y * width..(y + 1) * width]) {
@@ -82,7 +84,7 @@ fn box_mean(
     let mut count = first;
     for y in 0..height {
         let inverse = 1.0 / count as f32;
-        for (o, s) in out[y * width..(y + 1) * width].iter_mut().zip(&sums) {
+        for (o, s) in out[y * width..(y + 1) * width].iter_mut().zip(sums.iter()) {
             *o = s * inverse;
         }
         if y + radius + 1 < height {
@@ -113,6 +115,7 @@ pub struct GuidedFilter {
     variance: Vec<f32>,
     product: Vec<f32>,
     scratch: Vec<f32>,
+    column_sums: Vec<f32>,
     /// Interleaved (a, b) per low-resolution pixel, after the final box mean.
     pub coefficients: Vec<f32>,
 }
@@ -129,6 +132,7 @@ impl GuidedFilter {
             variance: vec![0.0; n],
             product: vec![0.0; n],
             scratch: vec![0.0; n],
+            column_sums: vec![0.0; width],
             coefficients: vec![0.0; 2 * n],
         }
     }
@@ -145,8 +149,24 @@ impl GuidedFilter {
     /// follows the mask more, smaller follows the guide's edges more.
     pub fn compute(&mut self, guide: &[f32], mask: &[f32], radius: usize, epsilon: f32) {
         let (w, h) = (self.width, self.height);
-        box_mean(guide, &mut self.mean_guide, w, h, radius, &mut self.scratch);
-        box_mean(mask, &mut self.mean_mask, w, h, radius, &mut self.scratch);
+        box_mean(
+            guide,
+            &mut self.mean_guide,
+            w,
+            h,
+            radius,
+            &mut self.scratch,
+            &mut self.column_sums,
+        );
+        box_mean(
+            mask,
+            &mut self.mean_mask,
+            w,
+            h,
+            radius,
+            &mut self.scratch,
+            &mut self.column_sums,
+        );
         for ((p, g), m) in self.product.iter_mut().zip(guide).zip(mask) {
             *p = g * m;
         }
@@ -157,6 +177,7 @@ impl GuidedFilter {
             h,
             radius,
             &mut self.scratch,
+            &mut self.column_sums,
         );
         for (p, g) in self.product.iter_mut().zip(guide) {
             *p = g * g;
@@ -168,6 +189,7 @@ impl GuidedFilter {
             h,
             radius,
             &mut self.scratch,
+            &mut self.column_sums,
         );
         // a = cov(I, p) / (var(I) + eps), b = mean(p) - a * mean(I); reuse buffers.
         for i in 0..w * h {
@@ -185,6 +207,7 @@ impl GuidedFilter {
             h,
             radius,
             &mut self.scratch,
+            &mut self.column_sums,
         );
         box_mean(
             &self.variance,
@@ -193,6 +216,7 @@ impl GuidedFilter {
             h,
             radius,
             &mut self.scratch,
+            &mut self.column_sums,
         );
         for i in 0..w * h {
             self.coefficients[2 * i] = self.product[i];
@@ -385,7 +409,7 @@ mod tests {
         let source = vec![0.3f32; w * h];
         let mut out = vec![0.0; w * h];
         let mut scratch = vec![0.0; w * h];
-        box_mean(&source, &mut out, w, h, 3, &mut scratch);
+        box_mean(&source, &mut out, w, h, 3, &mut scratch, &mut vec![0.0; w]);
         assert!(out.iter().all(|v| (v - 0.3).abs() < 1e-6));
     }
 
@@ -395,7 +419,7 @@ mod tests {
         let source: Vec<f32> = (0..w * h).map(|i| ((i * 37) % 17) as f32).collect();
         let mut out = vec![0.0; w * h];
         let mut scratch = vec![0.0; w * h];
-        box_mean(&source, &mut out, w, h, r, &mut scratch);
+        box_mean(&source, &mut out, w, h, r, &mut scratch, &mut vec![0.0; w]);
         for y in 0..h {
             for x in 0..w {
                 let (mut sum, mut count) = (0.0, 0);

@@ -204,31 +204,47 @@ impl LinearTable {
     }
 }
 
-/// Bilinearly resamples a single-channel map.
-pub fn resize_map(
-    source: &[f32],
+/// Bilinear resampling of a single-channel map between two fixed sizes, with its tables
+/// and row buffer built once.
+#[derive(Debug, Clone, Default)]
+pub struct MapResizer {
     source_width: usize,
-    source_height: usize,
-    out: &mut [f32],
-    target_width: usize,
-    target_height: usize,
-) {
-    let columns = LinearTable::new(source_width, target_width);
-    let rows = LinearTable::new(source_height, target_height);
-    let mut row = vec![0.0f32; source_width];
-    for ty in 0..target_height {
-        let top = rows.index[ty] as usize * source_width;
-        let bottom = rows.next[ty] as usize * source_width;
-        rows.blend_rows(
-            ty,
-            &source[top..top + source_width],
-            &source[bottom..bottom + source_width],
-            &mut row,
-        );
-        for tx in 0..target_width {
-            let a = row[columns.index[tx] as usize];
-            let b = row[columns.next[tx] as usize];
-            out[ty * target_width + tx] = a + (b - a) * columns.weight[tx];
+    columns: LinearTable,
+    rows: LinearTable,
+    row: Vec<f32>,
+}
+
+impl MapResizer {
+    pub fn new(
+        source_width: usize,
+        source_height: usize,
+        target_width: usize,
+        target_height: usize,
+    ) -> Self {
+        MapResizer {
+            source_width,
+            columns: LinearTable::new(source_width, target_width),
+            rows: LinearTable::new(source_height, target_height),
+            row: vec![0.0; source_width],
+        }
+    }
+
+    pub fn resize(&mut self, source: &[f32], out: &mut [f32]) {
+        let (source_width, target_width) = (self.source_width, self.columns.len());
+        for ty in 0..self.rows.len() {
+            let top = self.rows.index[ty] as usize * source_width;
+            let bottom = self.rows.next[ty] as usize * source_width;
+            self.rows.blend_rows(
+                ty,
+                &source[top..top + source_width],
+                &source[bottom..bottom + source_width],
+                &mut self.row,
+            );
+            for tx in 0..target_width {
+                let a = self.row[self.columns.index[tx] as usize];
+                let b = self.row[self.columns.next[tx] as usize];
+                out[ty * target_width + tx] = a + (b - a) * self.columns.weight[tx];
+            }
         }
     }
 }
@@ -247,10 +263,10 @@ mod tests {
     }
 
     #[test]
-    fn resize_map_of_a_constant_is_constant() {
+    fn map_resizer_of_a_constant_is_constant() {
         let source = vec![0.25f32; 6 * 4];
         let mut out = vec![0.0; 20 * 10];
-        resize_map(&source, 6, 4, &mut out, 20, 10);
+        MapResizer::new(6, 4, 20, 10).resize(&source, &mut out);
         assert!(out.iter().all(|v| (v - 0.25).abs() < 1e-6));
     }
 
