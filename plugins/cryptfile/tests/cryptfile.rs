@@ -308,7 +308,8 @@ fn recorder_killed_with_sigkill_leaves_a_recoverable_recording() {
     );
     let location = ws.path("live.mp4.age");
     let mut child = Command::new("gst-launch-1.0")
-        .args(["-q", "videotestsrc", "is-live=true", "pattern=ball", "!"])
+        // Noise: a high bitrate, so several 64 KiB chunks reach the disk within a second.
+        .args(["-q", "videotestsrc", "is-live=true", "pattern=snow", "!"])
         .args([
             "video/x-raw,width=320,height=240,framerate=30/1",
             "!",
@@ -332,7 +333,7 @@ fn recorder_killed_with_sigkill_leaves_a_recoverable_recording() {
         .expect("gst-launch-1.0");
     let partial = ws.path("live.mp4.age.partial");
     // Record until a few chunks are on disk, bounded in time.
-    for _ in 0..200 {
+    for _ in 0..300 {
         std::thread::sleep(Duration::from_millis(100));
         if std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) > 4 * 65_552 {
             break;
