@@ -419,3 +419,58 @@ fn passphrase_round_trip_for_development() {
     .unwrap();
     assert_eq!(play(&ws, &location, "passphrase=dev-only").unwrap(), 20);
 }
+
+/// A full disk: needs root to mount a 512 KiB tmpfs (CI runs as root). Elsewhere the test
+/// says so and returns.
+#[test]
+fn full_disk_is_a_clear_error_and_keeps_what_was_written() {
+    let ws = Workspace::new("fulldisk");
+    let mount_point = ws.path("tiny");
+    std::fs::create_dir_all(&mount_point).unwrap();
+    let mounted = Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=512k", "tmpfs"])
+        .arg(&mount_point)
+        .status()
+        .is_ok_and(|s| s.success());
+    if !mounted {
+        eprintln!("skipped: cannot mount a tmpfs here (not root)");
+        return;
+    }
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mount_point.clone());
+    let location = mount_point.join("call.mp4.age");
+    let error = run(&format!(
+        "videotestsrc num-buffers=300 pattern=snow ! video/x-raw,width=320,height=240 ! x264enc \
+         ! mp4mux fragment-duration=200 streamable=true \
+         ! encryptedfilesink location={} recipients-file={}",
+        location.display(),
+        ws.key("recipient.txt")
+    ))
+    .unwrap_err();
+    let partial = mount_point.join("call.mp4.age.partial");
+    assert!(error.contains("No space left on device"), "{error}");
+    assert!(error.contains(&partial.display().to_string()), "{error}");
+    assert!(!location.exists());
+    let recovered = ws.path("recovered.mp4");
+    let output = Command::new(env!("CARGO_BIN_EXE_vcc-vault"))
+        .args(["recover", "--identity", &ws.key("key.txt")])
+        .arg(&partial)
+        .arg("-o")
+        .arg(&recovered)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(
+        ffprobe_frames(&recovered) > 0,
+        "the part written before the disk filled decodes"
+    );
+}
