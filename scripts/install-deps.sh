@@ -6,7 +6,7 @@ packages=(
     libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libgstreamer-plugins-bad1.0-dev
     gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
     gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-nice
-    ffmpeg age minisign python3-venv
+    ffmpeg age minisign python3-venv python3-pip
 )
 missing=()
 for package in "${packages[@]}"; do
