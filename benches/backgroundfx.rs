@@ -10,12 +10,7 @@ use gstbackgroundfx::segmenter::{Segmenter, shipped_model_path};
 
 fn bench(c: &mut Criterion) {
     let (width, height) = (1280usize, 720usize);
-    let layout = PixelLayout::Packed {
-        red: 0,
-        green: 1,
-        blue: 2,
-        alpha: Some(3),
-    };
+    let layout = PixelLayout::RGBA;
     let frame = image::open(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/parity/carphone060_256x144.png"),
     )

@@ -81,12 +81,7 @@ fn main() {
         .num_threads(1)
         .build()
         .unwrap();
-    let layout = PixelLayout::Packed {
-        red: 0,
-        green: 1,
-        blue: 2,
-        alpha: Some(3),
-    };
+    let layout = PixelLayout::RGBA;
     let mut segmenter =
         Segmenter::from_file(shipped_model_path("selfie_segmentation_landscape.onnx")).unwrap();
     let model_size = (segmenter.width(), segmenter.height());

@@ -19,12 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     std::fs::create_dir_all(&out)?;
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/parity");
     let (width, height) = (768usize, 432usize);
-    let layout = PixelLayout::Packed {
-        red: 0,
-        green: 1,
-        blue: 2,
-        alpha: Some(3),
-    };
+    let layout = PixelLayout::RGBA;
     let mut segmenter =
         Segmenter::from_file(shipped_model_path("selfie_segmentation_landscape.onnx"))?;
     let picture = image::open(data.join("astronaut_256x256.png"))?.to_rgba8();

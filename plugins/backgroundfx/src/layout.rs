@@ -27,6 +27,14 @@ pub struct PlaneShape {
 }
 
 impl PixelLayout {
+    /// Bytes R, G, B, A.
+    pub const RGBA: PixelLayout = PixelLayout::Packed {
+        red: 0,
+        green: 1,
+        blue: 2,
+        alpha: Some(3),
+    };
+
     pub fn planes(&self) -> &'static [PlaneShape] {
         const PACKED: &[PlaneShape] = &[PlaneShape {
             channels: 4,

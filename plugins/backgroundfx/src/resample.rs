@@ -275,12 +275,7 @@ mod tests {
         let (width, height) = (40, 30);
         let mut data = vec![128u8; width * height * 4];
         let frame = FrameMut {
-            layout: PixelLayout::Packed {
-                red: 0,
-                green: 1,
-                blue: 2,
-                alpha: Some(3),
-            },
+            layout: PixelLayout::RGBA,
             width,
             height,
             planes: [&mut data, &mut [], &mut []],

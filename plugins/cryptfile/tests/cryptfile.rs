@@ -50,6 +50,17 @@ impl Drop for Workspace {
     }
 }
 
+/// Runs `vcc-vault <command> --identity <key.txt> <file> -o <output>`.
+fn vault(ws: &Workspace, command: &str, file: &Path, output: &Path) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_vcc-vault"))
+        .args([command, "--identity", &ws.key("key.txt")])
+        .arg(file)
+        .arg("-o")
+        .arg(output)
+        .output()
+        .unwrap()
+}
+
 /// Runs a pipeline to EOS or error; returns the error text, if any.
 fn run(description: &str) -> Result<(), String> {
     init();
@@ -265,13 +276,7 @@ fn truncated_recording_errors_and_recovers_its_prefix() {
     let error = play(&ws, &location, "").unwrap_err();
     assert!(error.contains("truncated"), "{error}");
     let recovered = ws.path("recovered.mp4");
-    let output = Command::new(env!("CARGO_BIN_EXE_vcc-vault"))
-        .args(["recover", "--identity", &ws.key("key.txt")])
-        .arg(&location)
-        .arg("-o")
-        .arg(&recovered)
-        .output()
-        .unwrap();
+    let output = vault(&ws, "recover", &location, &recovered);
     assert!(output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
@@ -281,13 +286,7 @@ fn truncated_recording_errors_and_recovers_its_prefix() {
     let plain_prefix = std::fs::read(&recovered).unwrap();
     assert!(plain_prefix.len() as u64 >= (bytes.len() as u64 * 2 / 3) / 65_552 * 65_536 - 65_536);
     // `decrypt` refuses damaged files and writes nothing.
-    let refused = Command::new(env!("CARGO_BIN_EXE_vcc-vault"))
-        .args(["decrypt", "--identity", &ws.key("key.txt")])
-        .arg(&location)
-        .arg("-o")
-        .arg(ws.path("refused.mp4"))
-        .output()
-        .unwrap();
+    let refused = vault(&ws, "decrypt", &location, &ws.path("refused.mp4"));
     assert!(!refused.status.success());
     assert!(!ws.path("refused.mp4").exists());
 }
@@ -346,13 +345,7 @@ fn recorder_killed_with_sigkill_leaves_a_recoverable_recording() {
         "never renamed: the recording did not finish"
     );
     let recovered = ws.path("recovered.mp4");
-    let output = Command::new(env!("CARGO_BIN_EXE_vcc-vault"))
-        .args(["recover", "--identity", &ws.key("key.txt")])
-        .arg(&partial)
-        .arg("-o")
-        .arg(&recovered)
-        .output()
-        .unwrap();
+    let output = vault(&ws, "recover", &partial, &recovered);
     assert!(
         output.status.success(),
         "{}",
@@ -457,13 +450,7 @@ fn full_disk_is_a_clear_error_and_keeps_what_was_written() {
     assert!(error.contains(&partial.display().to_string()), "{error}");
     assert!(!location.exists());
     let recovered = ws.path("recovered.mp4");
-    let output = Command::new(env!("CARGO_BIN_EXE_vcc-vault"))
-        .args(["recover", "--identity", &ws.key("key.txt")])
-        .arg(&partial)
-        .arg("-o")
-        .arg(&recovered)
-        .output()
-        .unwrap();
+    let output = vault(&ws, "recover", &partial, &recovered);
     assert!(
         output.status.success(),
         "{}",
