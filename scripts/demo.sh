@@ -15,16 +15,17 @@ export GST_PLUGIN_PATH="$root/target/release"
 # Keys: an age identity (only the public part is given to the recorder) and a minisign
 # signing key pair. A real deployment keeps key.txt off the media server.
 [ -s demo/keys/key.txt ] || target/release/vcc-vault keygen --out-dir demo/keys >/dev/null
-rm -f demo/carphone-blur.mp4.age demo/carphone-blur.mp4.age.minisig demo/carphone-blur.mp4
+rm -f demo/carphone-blur.mp4.age demo/carphone-blur.mp4.age.minisig demo/carphone-blur.mp4 demo/carphone-blur.json*
 gst-launch-1.0 -q \
     filesrc location=media/carphone.mp4 ! decodebin ! videoconvert ! videoscale \
     ! video/x-raw,width=640,height=480,format=I420 \
     ! backgroundfx effect=blur blur-strength=50 \
     ! tee name=t \
-    t. ! queue ! x264enc tune=zerolatency speed-preset=veryfast ! h264parse \
-        ! mp4mux fragment-duration=1000 streamable=true \
+    t. ! queue ! rec.video_0 \
+    recordmux name=rec call-id=demo-carphone agent-id=demo-agent manifest-location=demo/carphone-blur.json \
         ! encryptedfilesink location=demo/carphone-blur.mp4.age \
             recipients-file=demo/keys/recipient.txt signing-key=demo/keys/vcc.key \
+            manifest=demo/carphone-blur.json \
     t. ! queue ! videorate drop-only=true ! video/x-raw,framerate=1/1 ! videoconvert ! pngenc \
         ! multifilesink location=demo/snapshots/carphone-blur-%02d.png
 cargo run -q --release --example gallery -- demo/gallery

@@ -13,5 +13,6 @@ pub use gst;
 pub fn register() -> Result<(), gst::glib::BoolError> {
     gstbackgroundfx::plugin_register_static()?;
     gstcryptfile::plugin_register_static()?;
+    gstrecordmux::plugin_register_static()?;
     Ok(())
 }

@@ -92,13 +92,19 @@ fn every_pipeline_file_runs() {
         ],
     ));
     covered.push("record-encrypted.pipeline");
+    let manifest_path = PathBuf::from(format!("{}.json", recording.display()));
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest_path).unwrap()).unwrap();
+    assert_eq!(manifest["complete"], true, "{manifest}");
+    assert_eq!(manifest["call"]["call_id"], "demo-call");
+    assert!(PathBuf::from(format!("{}.minisig", manifest_path.display())).exists());
 
     let export = dir.join("export.mp4");
     run(&description(
         "export-encrypted.pipeline",
         &[
             ("@INPUT@", recording.display().to_string()),
-            ("@KEYS@", keys),
+            ("@KEYS@", keys.clone()),
             ("@OUTPUT@", export.display().to_string()),
         ],
     ));
@@ -106,6 +112,22 @@ fn every_pipeline_file_runs() {
     let streams = stream_frames(&export);
     assert!(streams.contains("video|60"), "{streams}");
     assert!(streams.contains("audio|"), "{streams}");
+
+    let wav = dir.join("voice.wav");
+    run(&description(
+        "export-audio-wav.pipeline",
+        &[
+            ("@INPUT@", recording.display().to_string()),
+            ("@KEYS@", keys.clone()),
+            ("@OUTPUT@", wav.display().to_string()),
+        ],
+    ));
+    covered.push("export-audio-wav.pipeline");
+    let streams = stream_frames(&wav);
+    assert!(
+        streams.contains("|audio|") && !streams.contains("video"),
+        "{streams}"
+    );
 
     let mut files: Vec<String> = std::fs::read_dir(pipelines_dir())
         .unwrap()

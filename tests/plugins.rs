@@ -11,6 +11,7 @@ const ELEMENTS: &[(&str, &str)] = &[
     ("libgstbackgroundfx.so", "backgroundfx"),
     ("libgstcryptfile.so", "encryptedfilesink"),
     ("libgstcryptfile.so", "encryptedfilesrc"),
+    ("libgstrecordmux.so", "recordmux"),
 ];
 
 /// `target/<profile>/`, where cargo puts the plugins' cdylibs.
