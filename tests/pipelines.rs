@@ -1,8 +1,12 @@
 //! Runs every file in pipelines/ (devices replaced by test sources, placeholders filled), so
 //! that none of them can rot. A new pipeline file without a case here fails the test.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
 
 use gst::prelude::*;
 
@@ -128,6 +132,40 @@ fn every_pipeline_file_runs() {
         streams.contains("|audio|") && !streams.contains("video"),
         "{streams}"
     );
+
+    // SIP leg: real RTP from ffmpeg in, RTP out to a receiver; ends with EOS like `-e` on Ctrl-C.
+    let ports: Vec<u16> = (0..4).map(|_| common::free_udp_port()).collect();
+    let receiver = common::RtpReceiver::start(ports[2], ports[3]);
+    let sip = description(
+        "sip-rtp-blur-rtp.pipeline",
+        &[
+            ("port=5004", format!("port={}", ports[0])),
+            ("port=5006", format!("port={}", ports[1])),
+            ("port=5008", format!("port={}", ports[2])),
+            ("port=5010", format!("port={}", ports[3])),
+        ],
+    );
+    let pipeline = gst::parse::launch(&sip).unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut sender =
+        common::ffmpeg_rtp_sender(&common::media("carphone.mp4"), ports[0], ports[1], 3);
+    assert!(sender.wait_for(Duration::from_secs(60)));
+    std::thread::sleep(Duration::from_millis(500));
+    pipeline.send_event(gst::event::Eos::new());
+    let message = pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(30),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("SIP pipeline ends");
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(message.type_(), gst::MessageType::Eos, "{message:?}");
+    let frames = receiver.frames.load(Ordering::Relaxed);
+    assert!(frames >= 60, "{frames} forwarded frames");
+    assert!(receiver.audio_samples.load(Ordering::Relaxed) >= 2 * 8000);
+    covered.push("sip-rtp-blur-rtp.pipeline");
 
     let mut files: Vec<String> = std::fs::read_dir(pipelines_dir())
         .unwrap()

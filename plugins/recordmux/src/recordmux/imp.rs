@@ -636,7 +636,6 @@ impl RecordMux {
                         "caps",
                         gst::Caps::builder("video/x-raw")
                             .field("format", "I420")
-                            .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
                             .build(),
                     );
                     filter.set_property_from_str("caps-change-mode", "delayed");

@@ -1,0 +1,211 @@
+//! A SIP-style media gateway: receives RTP audio+video on UDP ports as a SIP media server
+//! (FreeSWITCH, Asterisk, a B2BUA) sends them, applies backgroundfx to the video, forwards RTP
+//! to the next hop and records the call through recordmux:
+//!
+//!   cargo run --release --example rtp_gateway -- --video-port 5004 --audio-port 5006 \
+//!       --forward-video-port 5008 --forward-audio-port 5010 --output call.mp4 \
+//!       [--recipients-file keys/recipient.txt --signing-key keys/vcc.key]
+//!
+//! In: H.264 (payload 96, packetization-mode 1) and PCMU (payload 0) or Opus (`--audio-codec
+//! opus`, payload 111). Out: H.264 RTP with the effect, and the audio RTP relayed untouched;
+//! both leave through a jitter buffer and are clocked out with the pipeline latency, so lip sync
+//! is kept although the video takes longer. The call ends on Ctrl-C / SIGTERM or when no video
+//! RTP arrived for `--idle-timeout` seconds (the SIP call hung up); the recording is finalised
+//! and its manifest printed.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use clap::Parser;
+use gst::glib;
+use gst::prelude::*;
+
+#[derive(Parser)]
+struct Args {
+    #[arg(long, default_value_t = 5004)]
+    video_port: u16,
+    #[arg(long, default_value_t = 5006)]
+    audio_port: u16,
+    /// pcmu or opus.
+    #[arg(long, default_value = "pcmu")]
+    audio_codec: String,
+    #[arg(long, default_value = "127.0.0.1")]
+    forward_host: String,
+    #[arg(long, default_value_t = 5008)]
+    forward_video_port: u16,
+    #[arg(long, default_value_t = 5010)]
+    forward_audio_port: u16,
+    /// backgroundfx effect: blur, solid, picture, none.
+    #[arg(long, default_value = "blur")]
+    effect: String,
+    /// Recording (fragmented MP4); its manifest is written to <output>.json.
+    #[arg(long, default_value = "call.mp4")]
+    output: PathBuf,
+    /// age recipients file: encrypt the recording with encryptedfilesink.
+    #[arg(long)]
+    recipients_file: Option<PathBuf>,
+    /// minisign secret key: sign recording and manifest (with --recipients-file).
+    #[arg(long)]
+    signing_key: Option<PathBuf>,
+    /// End the call after this many seconds without video RTP.
+    #[arg(long, default_value_t = 5)]
+    idle_timeout: u64,
+    /// Jitter buffer latency in ms.
+    #[arg(long, default_value_t = 100)]
+    latency: u32,
+    #[arg(long, default_value = "rtp-gateway-call")]
+    call_id: String,
+}
+
+fn description(args: &Args) -> String {
+    let manifest = format!("{}.json", args.output.display());
+    let sink = match &args.recipients_file {
+        Some(recipients) => format!(
+            "encryptedfilesink location=\"{}\" recipients-file=\"{}\" manifest=\"{manifest}\" {}",
+            args.output.display(),
+            recipients.display(),
+            args.signing_key
+                .as_ref()
+                .map(|key| format!("signing-key=\"{}\"", key.display()))
+                .unwrap_or_default()
+        ),
+        None => format!("filesink location=\"{}\"", args.output.display()),
+    };
+    let (audio_caps, audio_depay) = match args.audio_codec.as_str() {
+        "opus" => (
+            "media=audio,clock-rate=48000,encoding-name=OPUS,payload=111",
+            "rtpopusdepay",
+        ),
+        _ => (
+            "media=audio,clock-rate=8000,encoding-name=PCMU,payload=0",
+            "rtppcmudepay",
+        ),
+    };
+    let idle_ns = args.idle_timeout * 1_000_000_000;
+    let host = &args.forward_host;
+    format!(
+        "recordmux name=rec call-id=\"{call_id}\" direction=inbound manifest-location=\"{manifest}\" ! {sink} \
+         udpsrc name=video_in port={video_port} timeout={idle_ns} \
+           caps=\"application/x-rtp,media=video,clock-rate=90000,encoding-name=H264,payload=96\" \
+           ! rtpjitterbuffer latency={latency} ! rtph264depay ! h264parse ! avdec_h264 ! videoconvert \
+           ! backgroundfx effect={effect} ! tee name=video \
+         video. ! queue ! x264enc tune=zerolatency speed-preset=veryfast key-int-max=60 bitrate=1000 \
+           ! h264parse config-interval=-1 ! rtph264pay pt=96 mtu=1200 \
+           ! udpsink host={host} port={forward_video_port} \
+         video. ! queue ! rec.video_0 \
+         udpsrc port={audio_port} caps=\"application/x-rtp,{audio_caps}\" \
+           ! rtpjitterbuffer latency={latency} ! tee name=audio \
+         audio. ! queue ! udpsink host={host} port={forward_audio_port} \
+         audio. ! queue ! {audio_depay} ! rec.audio_0",
+        call_id = args.call_id,
+        video_port = args.video_port,
+        latency = args.latency,
+        effect = args.effect,
+        forward_video_port = args.forward_video_port,
+        audio_port = args.audio_port,
+        forward_audio_port = args.forward_audio_port,
+    )
+}
+
+static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    STOP_REQUESTED.store(true, Ordering::Relaxed);
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    gst::init()?;
+    gstvcc::register()?;
+    let pipeline = gst::parse::launch(&description(&args))?
+        .downcast::<gst::Pipeline>()
+        .unwrap();
+    let main_loop = glib::MainLoop::new(None, false);
+    let failure = std::rc::Rc::new(std::cell::RefCell::new(None));
+
+    // Ending the call: EOS through the pipeline finalises the recording.
+    for signal in [libc::SIGINT, libc::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(signal, on_stop_signal as *const () as libc::sighandler_t) };
+    }
+    {
+        let pipeline = pipeline.downgrade();
+        glib::timeout_add_local(std::time::Duration::from_millis(100), move || {
+            if STOP_REQUESTED.swap(false, Ordering::Relaxed)
+                && let Some(pipeline) = pipeline.upgrade()
+            {
+                eprintln!("stopping: finalising the recording");
+                pipeline.send_event(gst::event::Eos::new());
+            }
+            glib::ControlFlow::Continue
+        });
+    }
+    // The idle timeout only counts once the call's video has started.
+    let video_seen = Arc::new(AtomicBool::new(false));
+    {
+        let video_seen = video_seen.clone();
+        let video_in = pipeline.by_name("video_in").unwrap();
+        video_in
+            .static_pad("src")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
+                video_seen.store(true, Ordering::Relaxed);
+                gst::PadProbeReturn::Remove
+            });
+    }
+    let bus = pipeline.bus().unwrap();
+    let _watch = {
+        let main_loop = main_loop.clone();
+        let failure = failure.clone();
+        let pipeline = pipeline.downgrade();
+        bus.add_watch_local(move |_, message| {
+            match message.view() {
+                gst::MessageView::Eos(_) => main_loop.quit(),
+                gst::MessageView::Error(err) => {
+                    *failure.borrow_mut() = Some(format!("{} ({:?})", err.error(), err.debug()));
+                    main_loop.quit();
+                }
+                gst::MessageView::Element(element) => {
+                    let structure = element.structure().unwrap();
+                    match structure.name().as_str() {
+                        "GstUDPSrcTimeout" if video_seen.load(Ordering::Relaxed) => {
+                            eprintln!("no video RTP for a while: the call ended");
+                            if let Some(pipeline) = pipeline.upgrade() {
+                                pipeline.send_event(gst::event::Eos::new());
+                            }
+                        }
+                        "recordmux-manifest" => {
+                            println!(
+                                "{}",
+                                structure.get::<String>("manifest").unwrap_or_default()
+                            )
+                        }
+                        "recordmux-paused" | "recordmux-resumed" => eprintln!("{structure}"),
+                        _ => (),
+                    }
+                }
+                _ => (),
+            }
+            glib::ControlFlow::Continue
+        })?
+    };
+    pipeline.set_state(gst::State::Playing)?;
+    eprintln!(
+        "listening: video RTP on {}, audio RTP on {}; forwarding to {}:{}/{}",
+        args.video_port,
+        args.audio_port,
+        args.forward_host,
+        args.forward_video_port,
+        args.forward_audio_port
+    );
+    main_loop.run();
+    pipeline.set_state(gst::State::Null)?;
+    match failure.borrow_mut().take() {
+        Some(error) => Err(error.into()),
+        None => {
+            eprintln!("recording: {}", args.output.display());
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! End to end against a real RTP peer: ffmpeg sends H.264 + PCMU RTP (as a SIP media server
+//! does) to the `rtp_gateway` example, which blurs the background, forwards RTP and records the
+//! call encrypted. The test receives the forwarded RTP and checks frames and audio arrived,
+//! then decrypts the recording with the standard `age` tool and checks it.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::*;
+
+#[test]
+fn rtp_gateway_forwards_and_records_a_sip_call() {
+    gst::init().unwrap();
+    let dir = scratch("e2e-rtp");
+    let (identity, recipient) = gstcryptfile::format::generate_identity();
+    std::fs::write(dir.join("key.txt"), identity).unwrap();
+    std::fs::write(dir.join("recipient.txt"), recipient).unwrap();
+    let recording = dir.join("call.mp4.age");
+    let ports: Vec<u16> = (0..4).map(|_| free_udp_port()).collect();
+
+    let receiver = RtpReceiver::start(ports[2], ports[3]);
+    let mut gateway = ChildGuard::spawn(
+        Command::new(example("rtp_gateway"))
+            .args(["--video-port", &ports[0].to_string()])
+            .args(["--audio-port", &ports[1].to_string()])
+            .args(["--forward-video-port", &ports[2].to_string()])
+            .args(["--forward-audio-port", &ports[3].to_string()])
+            .args(["--idle-timeout", "2", "--call-id", "e2e-sip"])
+            .arg("--output")
+            .arg(&recording)
+            .arg("--recipients-file")
+            .arg(dir.join("recipient.txt"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    // Wait until the gateway listens before the call starts.
+    let (lines, log) = mpsc::channel();
+    let stderr = gateway.0.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line);
+        }
+    });
+    loop {
+        let line = log
+            .recv_timeout(Duration::from_secs(60))
+            .expect("gateway starts listening");
+        if line.starts_with("listening") {
+            break;
+        }
+    }
+
+    let mut sender = ffmpeg_rtp_sender(&media("carphone.mp4"), ports[0], ports[1], 4);
+    assert!(sender.wait_for(Duration::from_secs(60)), "ffmpeg failed");
+    // No more RTP: the gateway ends the call after its idle timeout and finalises the file.
+    assert!(gateway.wait_for(Duration::from_secs(60)), "gateway failed");
+    let manifest: serde_json::Value =
+        serde_json::from_reader(gateway.0.stdout.take().unwrap()).expect("manifest on stdout");
+
+    let frames = receiver.frames.load(Ordering::Relaxed);
+    let samples = receiver.audio_samples.load(Ordering::Relaxed);
+    assert!(frames >= 90, "only {frames} forwarded video frames arrived");
+    assert!(
+        samples >= 3 * 8000,
+        "only {samples} forwarded audio samples arrived"
+    );
+    drop(receiver);
+
+    // The recording: decrypt with the standard tool, decode every frame, durations.
+    let plain = dir.join("call.mp4");
+    let status = Command::new("age")
+        .args(["-d", "-i"])
+        .arg(dir.join("key.txt"))
+        .arg("-o")
+        .arg(&plain)
+        .arg(&recording)
+        .status()
+        .expect("age runs (package age)");
+    assert!(status.success());
+    assert!(decoded_frames(&plain) >= 90);
+    let durations = stream_durations(&plain);
+    assert_eq!(durations.len(), 2, "{durations:?}");
+    for (kind, duration) in &durations {
+        assert!((duration - 4.0).abs() < 0.5, "{kind} lasts {duration} s");
+    }
+    assert_eq!(manifest["complete"], true);
+    assert_eq!(manifest["call"]["call_id"], "e2e-sip");
+    assert_eq!(
+        manifest["streams"][1]["handling"], "transcode",
+        "PCMU becomes Opus"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
