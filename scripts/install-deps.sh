@@ -7,7 +7,11 @@ packages=(
     gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
     gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools gstreamer1.0-nice
     ffmpeg age minisign python3-venv python3-pip
+    # the real WebRTC peer of the end-to-end test (driven by playwright-core from npm)
+    chromium
 )
+# The machines ship Node.js 20 and npm; a bare Debian 12 gets Debian's.
+command -v npm >/dev/null || packages+=(nodejs npm)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
