@@ -2,8 +2,9 @@
 # One command from a fresh Debian 12 machine to the main demo: installs the system packages,
 # fetches the real test clip, builds the plugins (release), and runs a real clip of a person
 # through background blur into an age-encrypted, minisign-signed recording, which it then
-# verifies and decrypts with the standard tools; also renders the PNG gallery of every effect.
-# Output: demo/ (carphone-blur.mp4, snapshots, gallery/).
+# verifies and decrypts with the standard tools; records a call with a PCI pause; also renders
+# the PNG gallery of every effect.
+# Output: demo/ (carphone-blur.mp4 and its manifest, pci-call.mp4.age, snapshots, gallery/).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -33,4 +34,12 @@ cargo run -q --release --example gallery -- demo/gallery
 minisign -V -p demo/keys/vcc.pub -m demo/carphone-blur.mp4.age
 age -d -i demo/keys/key.txt -o demo/carphone-blur.mp4 demo/carphone-blur.mp4.age
 ffprobe -v error -count_frames -show_entries stream=codec_name,width,height,nb_read_frames -of compact demo/carphone-blur.mp4
-echo "demo written to $root/demo (carphone-blur.mp4.age + .minisig, decrypted carphone-blur.mp4, snapshots/, gallery/)"
+# PCI: a call recorded with a pause while the customer reads a card number; the manifest
+# (demo/pci-call.mp4.age.json, signed too) lists the pause and the recording's SHA-256.
+rm -f demo/pci-call.mp4.age*
+cargo run -q --release --example record_call -- --input media/carphone.mp4 --audio tone \
+    --seconds 4 --pause-at 1.5 --resume-at 2.5 --call-id demo-pci \
+    --recipients-file demo/keys/recipient.txt --signing-key demo/keys/vcc.key \
+    --output demo/pci-call.mp4.age >/dev/null
+minisign -V -p demo/keys/vcc.pub -m demo/pci-call.mp4.age.json
+echo "demo written to $root/demo (carphone-blur.mp4.age + .minisig + .json manifest, decrypted carphone-blur.mp4, pci-call.mp4.age with its manifest, snapshots/, gallery/)"

@@ -117,6 +117,20 @@ fn every_pipeline_file_runs() {
     assert!(streams.contains("video|60"), "{streams}");
     assert!(streams.contains("audio|"), "{streams}");
 
+    let webm = dir.join("export.webm");
+    run(&description(
+        "export-webm.pipeline",
+        &[
+            ("@INPUT@", recording.display().to_string()),
+            ("@KEYS@", keys.clone()),
+            ("@OUTPUT@", webm.display().to_string()),
+        ],
+    ));
+    covered.push("export-webm.pipeline");
+    let streams = stream_frames(&webm);
+    assert!(streams.contains("video|60"), "{streams}");
+    assert!(streams.contains("audio|"), "{streams}");
+
     let wav = dir.join("voice.wav");
     run(&description(
         "export-audio-wav.pipeline",
