@@ -223,11 +223,14 @@ fn browser_call_is_processed_sent_back_and_recorded_with_a_pause() {
         .unwrap()
     );
 
-    // Content: each sampled recorded frame matches some camera frame on the face, and differs
-    // from that same camera frame on the background.
+    // Content: a recorded frame matches some camera frame on the face and differs from that
+    // same camera frame on the background (replaced by the solid colour). Frames in fast
+    // motion match less well after two lossy encodes, so the face is judged on the median.
     let camera = rgb_frames(&clip);
     let recorded = rgb_frames(&plain);
-    for frame in recorded.iter().step_by(recorded.len() / 6) {
+    let mut faces = Vec::new();
+    let mut backgrounds = Vec::new();
+    for frame in recorded.iter().step_by(recorded.len() / 12) {
         let (face, best) = camera
             .iter()
             .map(|input| (region_difference(frame, input, FACE), input))
@@ -235,11 +238,25 @@ fn browser_call_is_processed_sent_back_and_recorded_with_a_pause() {
             .unwrap();
         let background = region_difference(frame, best, BACKGROUND);
         eprintln!("face difference {face:.1}, background difference {background:.1}");
-        assert!(face < 30.0, "the face does not match the camera: {face}");
         assert!(
-            background > 40.0 && background > 2.0 * face,
-            "the background was not replaced: {background}"
+            background > face + 10.0,
+            "the background was not replaced: {background} (face {face})"
         );
+        faces.push(face);
+        backgrounds.push(background);
     }
+    let median = |values: &mut Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let (face, background) = (median(&mut faces), median(&mut backgrounds));
+    assert!(
+        face < 10.0,
+        "the face does not match the camera: median {face}"
+    );
+    assert!(
+        background > 40.0,
+        "the background was not replaced: median {background}"
+    );
     std::fs::remove_dir_all(dir).unwrap();
 }

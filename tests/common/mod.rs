@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 use std::net::UdpSocket;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -59,13 +60,15 @@ pub fn free_udp_port() -> u16 {
         .port()
 }
 
-/// A child process killed (and reaped) when dropped, so a failing test leaves nothing behind.
+/// A child process in its own process group, killed with everything it started (a browser,
+/// say) when dropped, so a failing test leaves nothing behind.
 pub struct ChildGuard(pub Child);
 
 impl ChildGuard {
     pub fn spawn(command: &mut Command) -> ChildGuard {
         ChildGuard(
             command
+                .process_group(0)
                 .spawn()
                 .unwrap_or_else(|err| panic!("{command:?}: {err}")),
         )
@@ -86,10 +89,10 @@ impl ChildGuard {
 
 impl Drop for ChildGuard {
     fn drop(&mut self) {
-        if self.0.try_wait().ok().flatten().is_none() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
+        // Even if the child exited, what it started may live on in its group.
+        // SAFETY: a plain syscall on the process group this guard created.
+        unsafe { libc::killpg(self.0.id() as libc::pid_t, libc::SIGKILL) };
+        let _ = self.0.wait();
     }
 }
 
