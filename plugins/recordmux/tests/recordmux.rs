@@ -750,3 +750,75 @@ fn formats_the_container_cannot_hold_are_transcoded() {
     decode_all(&file);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn encoders_are_configurable() {
+    let dir = scratch("aac");
+    let file = dir.join("call.mp4");
+    run(
+        &format!(
+            "recordmux name=rec audio-encoder=\"avenc_aac bitrate=96000\" \
+             video-encoder=\"x264enc speed-preset=ultrafast key-int-max=15\" ! filesink location={} \
+             videotestsrc num-buffers=90 ! video/x-raw,width=320,height=240,framerate=30/1 ! identity name=vtap ! rec.video_0 \
+             audiotestsrc num-buffers=130 ! audio/x-raw,rate=44100,channels=2 ! rec.audio_0",
+            file.display(),
+        ),
+        &[(1000, false), (1500, true)],
+        |_| (),
+    );
+    let output = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&output.stdout), "h264\naac\n");
+    decode_all(&file);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Runs `description` and returns the error message it must end with.
+fn run_expecting_error(description: &str) -> String {
+    init();
+    let pipeline = gst::parse::launch(description).unwrap();
+    let _ = pipeline.set_state(gst::State::Playing);
+    let message = pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(60),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("pipeline ends");
+    pipeline.set_state(gst::State::Null).unwrap();
+    match message.view() {
+        gst::MessageView::Error(err) => err.error().to_string(),
+        _ => panic!("expected an error, got {message:?}"),
+    }
+}
+
+#[test]
+fn bad_settings_give_clear_errors() {
+    let error = run_expecting_error(&format!(
+        "recordmux name=rec video-encoder=\"no-such-encoder\" ! fakesink {}",
+        av_sources(1)
+    ));
+    assert!(
+        error.contains("cannot build video encoder") && error.contains("no-such-encoder"),
+        "{error}"
+    );
+    let error = run_expecting_error(&format!(
+        "recordmux name=rec manifest-location=/nonexistent-dir/call.json ! fakesink {}",
+        av_sources(1)
+    ));
+    assert!(
+        error.contains("cannot write manifest '/nonexistent-dir/call.json'"),
+        "{error}"
+    );
+}

@@ -674,6 +674,12 @@ impl RecordMux {
                     .clone()
                     .unwrap_or_else(|| settings.container.default_audio_encoder().into()),
             };
+            // Whatever the encoder takes (planar float for avenc_aac, 48 kHz for Opus, NV12...).
+            let convert = match kind {
+                Kind::Video => "videoconvert",
+                Kind::Audio => "audioconvert ! audioresample",
+            };
+            let description = format!("{convert} ! {description}");
             let encoder = gst::parse::bin_from_description(&description, true).map_err(|err| {
                 format!(
                     "cannot build {} encoder '{description}': {err}",
