@@ -7,7 +7,9 @@
 //!       [--recipients-file keys/recipient.txt --signing-key keys/vcc.key]
 //!
 //! In: H.264 (payload 96, packetization-mode 1) and PCMU (payload 0) or Opus (`--audio-codec
-//! opus`, payload 111). Out: H.264 RTP with the effect, and the audio RTP relayed untouched;
+//! opus`, payload 111), plain RTP or SRTP (`--srtp-in-key`, the base64 key of the SDP's
+//! `a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:<key>`; `--srtp-out-key` for the next hop).
+//! Out: H.264 RTP with the effect, and the audio RTP relayed untouched;
 //! both leave through a jitter buffer and are clocked out with the pipeline latency, so lip sync
 //! is kept although the video takes longer. The call ends on Ctrl-C / SIGTERM or when no video
 //! RTP arrived for `--idle-timeout` seconds (the SIP call hung up); the recording is finalised
@@ -56,9 +58,39 @@ struct Args {
     latency: u32,
     #[arg(long, default_value = "rtp-gateway-call")]
     call_id: String,
+    /// SRTP master key+salt of the incoming streams (base64, AES_CM_128_HMAC_SHA1_80).
+    #[arg(long)]
+    srtp_in_key: Option<String>,
+    /// SRTP master key+salt for the forwarded streams (base64, AES_CM_128_HMAC_SHA1_80).
+    #[arg(long)]
+    srtp_out_key: Option<String>,
 }
 
-fn description(args: &Args) -> String {
+/// The 30-byte SRTP master key+salt (AES_CM_128_HMAC_SHA1_80) from its SDP base64 form.
+fn srtp_key(base64_key: &str) -> Result<gst::Buffer, String> {
+    use base64::Engine;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(base64_key.trim())
+        .map_err(|err| format!("SRTP key is not base64: {err}"))?;
+    if key.len() != 30 {
+        return Err(format!(
+            "SRTP key must be 30 bytes (16 key + 14 salt) for AES_CM_128_HMAC_SHA1_80, got {}",
+            key.len()
+        ));
+    }
+    Ok(gst::Buffer::from_slice(key))
+}
+
+fn hex(buffer: &gst::Buffer) -> String {
+    buffer
+        .map_readable()
+        .unwrap()
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+fn description(args: &Args) -> Result<String, String> {
     let manifest = format!("{}.json", args.output.display());
     let sink = match &args.recipients_file {
         Some(recipients) => format!(
@@ -84,19 +116,36 @@ fn description(args: &Args) -> String {
     };
     let idle_ns = args.idle_timeout * 1_000_000_000;
     let host = &args.forward_host;
-    format!(
+    // SRTP in: srtpdec asks the application for each new SSRC's key (see main).
+    let (protocol, decrypt_video, decrypt_audio) = match &args.srtp_in_key {
+        Some(_) => (
+            "application/x-srtp",
+            "! srtpdec name=decrypt_video",
+            "! srtpdec name=decrypt_audio",
+        ),
+        None => ("application/x-rtp", "", ""),
+    };
+    let encrypt = match &args.srtp_out_key {
+        Some(key) => format!(
+            "! srtpenc key={} rtp-cipher=aes-128-icm rtp-auth=hmac-sha1-80 \
+             rtcp-cipher=aes-128-icm rtcp-auth=hmac-sha1-80",
+            hex(&srtp_key(key)?)
+        ),
+        None => String::new(),
+    };
+    Ok(format!(
         "recordmux name=rec call-id=\"{call_id}\" direction=inbound manifest-location=\"{manifest}\" ! {sink} \
          udpsrc name=video_in port={video_port} timeout={idle_ns} \
-           caps=\"application/x-rtp,media=video,clock-rate=90000,encoding-name=H264,payload=96\" \
-           ! rtpjitterbuffer latency={latency} ! rtph264depay ! h264parse ! avdec_h264 ! videoconvert \
+           caps=\"{protocol},media=video,clock-rate=90000,encoding-name=H264,payload=96\" \
+           {decrypt_video} ! rtpjitterbuffer latency={latency} ! rtph264depay ! h264parse ! avdec_h264 ! videoconvert \
            ! backgroundfx effect={effect} ! tee name=video \
          video. ! queue ! x264enc tune=zerolatency speed-preset=veryfast key-int-max=60 bitrate=1000 \
            ! h264parse config-interval=-1 ! rtph264pay pt=96 mtu=1200 \
-           ! udpsink host={host} port={forward_video_port} \
+           {encrypt} ! udpsink host={host} port={forward_video_port} \
          video. ! queue ! rec.video_0 \
-         udpsrc port={audio_port} caps=\"application/x-rtp,{audio_caps}\" \
-           ! rtpjitterbuffer latency={latency} ! tee name=audio \
-         audio. ! queue ! udpsink host={host} port={forward_audio_port} \
+         udpsrc port={audio_port} caps=\"{protocol},{audio_caps}\" \
+           {decrypt_audio} ! rtpjitterbuffer latency={latency} ! tee name=audio \
+         audio. ! queue {encrypt} ! udpsink host={host} port={forward_audio_port} \
          audio. ! queue ! {audio_depay} ! rec.audio_0",
         call_id = args.call_id,
         video_port = args.video_port,
@@ -105,7 +154,7 @@ fn description(args: &Args) -> String {
         forward_video_port = args.forward_video_port,
         audio_port = args.audio_port,
         forward_audio_port = args.forward_audio_port,
-    )
+    ))
 }
 
 static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
@@ -118,9 +167,30 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     gst::init()?;
     gstvcc::register()?;
-    let pipeline = gst::parse::launch(&description(&args))?
+    let pipeline = gst::parse::launch(&description(&args)?)?
         .downcast::<gst::Pipeline>()
         .unwrap();
+    if let Some(key) = &args.srtp_in_key {
+        let key = srtp_key(key)?;
+        for name in ["decrypt_video", "decrypt_audio"] {
+            let key = key.clone();
+            pipeline
+                .by_name(name)
+                .unwrap()
+                .connect("request-key", false, move |_| {
+                    Some(
+                        gst::Caps::builder("application/x-srtp")
+                            .field("srtp-key", &key)
+                            .field("srtp-cipher", "aes-128-icm")
+                            .field("srtp-auth", "hmac-sha1-80")
+                            .field("srtcp-cipher", "aes-128-icm")
+                            .field("srtcp-auth", "hmac-sha1-80")
+                            .build()
+                            .to_value(),
+                    )
+                });
+        }
+    }
     let main_loop = glib::MainLoop::new(None, false);
     let failure = std::rc::Rc::new(std::cell::RefCell::new(None));
 

@@ -149,7 +149,7 @@ fn every_pipeline_file_runs() {
 
     // SIP leg: real RTP from ffmpeg in, RTP out to a receiver; ends with EOS like `-e` on Ctrl-C.
     let ports: Vec<u16> = (0..4).map(|_| common::free_udp_port()).collect();
-    let receiver = common::RtpReceiver::start(ports[2], ports[3]);
+    let receiver = common::RtpReceiver::start(ports[2], ports[3], None);
     let sip = description(
         "sip-rtp-blur-rtp.pipeline",
         &[
@@ -162,7 +162,7 @@ fn every_pipeline_file_runs() {
     let pipeline = gst::parse::launch(&sip).unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
     let mut sender =
-        common::ffmpeg_rtp_sender(&common::media("carphone.mp4"), ports[0], ports[1], 3);
+        common::ffmpeg_rtp_sender(&common::media("carphone.mp4"), ports[0], ports[1], 3, None);
     assert!(sender.wait_for(Duration::from_secs(60)));
     std::thread::sleep(Duration::from_millis(500));
     pipeline.send_event(gst::event::Eos::new());

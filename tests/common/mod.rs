@@ -97,46 +97,39 @@ impl Drop for ChildGuard {
 }
 
 /// ffmpeg sending `clip` as H.264 RTP (payload 96) and a tone as PCMU RTP (payload 0) in real
-/// time for `seconds`, like a SIP media server.
+/// time for `seconds`, like a SIP media server; SRTP (AES_CM_128_HMAC_SHA1_80) with
+/// `srtp_key` (base64 key+salt, as in SDP `a=crypto`).
 pub fn ffmpeg_rtp_sender(
     clip: &Path,
     video_port: u16,
     audio_port: u16,
     seconds: u32,
+    srtp_key: Option<&str>,
 ) -> ChildGuard {
+    let seconds = seconds.to_string();
+    let (scheme, srtp) = match srtp_key {
+        Some(key) => (
+            "srtp",
+            vec![
+                "-srtp_out_suite",
+                "AES_CM_128_HMAC_SHA1_80",
+                "-srtp_out_params",
+                key,
+            ],
+        ),
+        None => ("rtp", Vec::new()),
+    };
+    let tone = "sine=frequency=440:sample_rate=8000";
     ChildGuard::spawn(
         Command::new("ffmpeg")
-            .args(["-v", "error", "-re", "-t", &seconds.to_string(), "-i"])
+            .args(["-v", "error", "-re", "-t", &seconds, "-i"])
             .arg(clip)
-            .args([
-                "-f",
-                "lavfi",
-                "-t",
-                &seconds.to_string(),
-                "-i",
-                "sine=frequency=440:sample_rate=8000",
-            ])
-            .args([
-                "-map",
-                "0:v",
-                "-c:v",
-                "libx264",
-                "-preset",
-                "veryfast",
-                "-tune",
-                "zerolatency",
-            ])
-            .args([
-                "-profile:v",
-                "baseline",
-                "-g",
-                "30",
-                "-f",
-                "rtp",
-                "-payload_type",
-                "96",
-            ])
-            .arg(format!("rtp://127.0.0.1:{video_port}?pkt_size=1200"))
+            .args(["-f", "lavfi", "-t", &seconds, "-i", tone])
+            .args(["-map", "0:v", "-c:v", "libx264", "-preset", "veryfast"])
+            .args(["-tune", "zerolatency", "-profile:v", "baseline", "-g", "30"])
+            .args(["-f", "rtp", "-payload_type", "96"])
+            .args(&srtp)
+            .arg(format!("{scheme}://127.0.0.1:{video_port}?pkt_size=1200"))
             .args([
                 "-map",
                 "1:a",
@@ -146,16 +139,16 @@ pub fn ffmpeg_rtp_sender(
                 "8000",
                 "-ac",
                 "1",
-                "-f",
-                "rtp",
             ])
-            .args(["-payload_type", "0"])
-            .arg(format!("rtp://127.0.0.1:{audio_port}"))
+            .args(["-f", "rtp", "-payload_type", "0"])
+            .args(&srtp)
+            .arg(format!("{scheme}://127.0.0.1:{audio_port}"))
             .stdout(Stdio::null()),
     )
 }
 
-/// Receives H.264 + PCMU RTP and counts decoded video frames and audio samples.
+/// Receives H.264 + PCMU RTP (or SRTP with `srtp_key`, base64) and counts decoded video frames
+/// and audio samples.
 pub struct RtpReceiver {
     pipeline: gst::Pipeline,
     pub frames: Arc<AtomicU64>,
@@ -163,17 +156,30 @@ pub struct RtpReceiver {
 }
 
 impl RtpReceiver {
-    pub fn start(video_port: u16, audio_port: u16) -> RtpReceiver {
+    pub fn start(video_port: u16, audio_port: u16, srtp_key: Option<&str>) -> RtpReceiver {
+        let (protocol, decrypt) = match srtp_key {
+            Some(_) => ("application/x-srtp", "! srtpdec"),
+            None => ("application/x-rtp", ""),
+        };
         let pipeline = gst::parse::launch(&format!(
-            "udpsrc port={video_port} caps=\"application/x-rtp,media=video,clock-rate=90000,encoding-name=H264,payload=96\" \
-               ! rtpjitterbuffer latency=100 ! rtph264depay ! h264parse ! avdec_h264 \
+            "udpsrc port={video_port} caps=\"{protocol},media=video,clock-rate=90000,encoding-name=H264,payload=96\" \
+               {decrypt} ! rtpjitterbuffer latency=100 ! rtph264depay ! h264parse ! avdec_h264 \
                ! fakesink name=video signal-handoffs=true sync=false \
-             udpsrc port={audio_port} caps=\"application/x-rtp,media=audio,clock-rate=8000,encoding-name=PCMU,payload=0\" \
-               ! rtpjitterbuffer latency=100 ! rtppcmudepay ! mulawdec ! fakesink name=audio signal-handoffs=true sync=false"
+             udpsrc port={audio_port} caps=\"{protocol},media=audio,clock-rate=8000,encoding-name=PCMU,payload=0\" \
+               {decrypt} ! rtpjitterbuffer latency=100 ! rtppcmudepay ! mulawdec ! fakesink name=audio signal-handoffs=true sync=false"
         ))
         .unwrap()
         .downcast::<gst::Pipeline>()
         .unwrap();
+        if let Some(key) = srtp_key {
+            let key = srtp_key_caps(key);
+            for element in pipeline.iterate_elements().into_iter().flatten() {
+                if element.factory().is_some_and(|f| f.name() == "srtpdec") {
+                    let key = key.clone();
+                    element.connect("request-key", false, move |_| Some(key.to_value()));
+                }
+            }
+        }
         let frames = Arc::new(AtomicU64::new(0));
         let audio_samples = Arc::new(AtomicU64::new(0));
         {
@@ -204,6 +210,21 @@ impl RtpReceiver {
             audio_samples,
         }
     }
+}
+
+/// What srtpdec needs for a stream keyed with `key` (base64 key+salt, AES_CM_128_HMAC_SHA1_80).
+fn srtp_key_caps(key: &str) -> gst::Caps {
+    use base64::Engine;
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(key)
+        .unwrap();
+    gst::Caps::builder("application/x-srtp")
+        .field("srtp-key", gst::Buffer::from_slice(key))
+        .field("srtp-cipher", "aes-128-icm")
+        .field("srtp-auth", "hmac-sha1-80")
+        .field("srtcp-cipher", "aes-128-icm")
+        .field("srtcp-auth", "hmac-sha1-80")
+        .build()
 }
 
 impl Drop for RtpReceiver {
