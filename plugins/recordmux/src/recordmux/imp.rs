@@ -446,20 +446,7 @@ impl RecordMux {
                     "element '{factory}' is missing (install gstreamer1.0-plugins-good)"
                 )
             })?;
-        match settings.container {
-            Container::Mp4 => {
-                muxer.set_property("fragment-duration", settings.fragment_duration_ms);
-                // Written front to back, never seeking back: it goes into an encrypting sink.
-                muxer.set_property("streamable", true);
-            }
-            Container::Matroska | Container::Webm => {
-                muxer.set_property("streamable", true);
-                muxer.set_property(
-                    "min-cluster-duration",
-                    settings.fragment_duration_ms as i64 * 1_000_000,
-                );
-            }
-        }
+        configure_muxer(&muxer, &settings);
         self.obj().add(&muxer)?;
         let muxer_src = muxer.static_pad("src").unwrap();
         self.srcpad.set_target(Some(&muxer_src))?;
@@ -1150,6 +1137,24 @@ fn fix_opus_header(info: &mut gst::PadProbeInfo) {
     }
 }
 
+/// Applies the settings the muxer takes (again at each start: they may have changed).
+fn configure_muxer(muxer: &gst::Element, settings: &Settings) {
+    match settings.container {
+        Container::Mp4 => {
+            muxer.set_property("fragment-duration", settings.fragment_duration_ms);
+            // Written front to back, never seeking back: it goes into an encrypting sink.
+            muxer.set_property("streamable", true);
+        }
+        Container::Matroska | Container::Webm => {
+            muxer.set_property("streamable", true);
+            muxer.set_property(
+                "min-cluster-duration",
+                settings.fragment_duration_ms as i64 * 1_000_000,
+            );
+        }
+    }
+}
+
 /// Finds the best decoder for caps the container cannot hold.
 fn find_decoder(caps: &gst::Caps) -> Result<gst::Element, String> {
     let mut factories: Vec<gst::ElementFactory> = gst::ElementFactory::factories_with_type(
@@ -1558,6 +1563,9 @@ impl ElementImpl for RecordMux {
                             ..s
                         })
                         .collect();
+                }
+                if let Some(muxer) = lock(&self.pads).muxer.clone() {
+                    configure_muxer(&muxer, &settings);
                 }
                 self.set_container_tags(&settings);
             }
