@@ -814,6 +814,11 @@ fn bad_settings_give_clear_errors() {
         "{error}"
     );
     let error = run_expecting_error(&format!(
+        "recordmux name=rec video-encoder=\"x264enc ! fakesink\" ! fakesink {}",
+        av_sources(1)
+    ));
+    assert!(error.contains("the encoder has no output pad"), "{error}");
+    let error = run_expecting_error(&format!(
         "recordmux name=rec manifest-location=/nonexistent-dir/call.json ! fakesink {}",
         av_sources(1)
     ));

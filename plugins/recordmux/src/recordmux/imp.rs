@@ -690,7 +690,10 @@ impl RecordMux {
             bin.add(element).map_err(|err| err.to_string())?;
         }
         gst::Element::link_many(&elements).map_err(|err| format!("cannot link branch: {err}"))?;
-        let last_src = elements.last().unwrap().static_pad("src").unwrap();
+        let last_src = elements
+            .last()
+            .and_then(|last| last.static_pad("src"))
+            .ok_or("the encoder has no output pad")?;
         last_src.link(&mux_pad).map_err(|err| {
             format!(
                 "the {} muxer refuses this stream: {err:?}",
@@ -715,12 +718,13 @@ impl RecordMux {
             stream.record.handling = handling.name();
             stream.record.input_caps = caps.to_string();
         }
-        lock(&self.pads)
+        if let Some(stream) = lock(&self.pads)
             .streams
             .iter_mut()
             .find(|s| s.index == index)
-            .unwrap()
-            .elements = elements;
+        {
+            stream.elements = elements;
+        }
         gst::info!(
             CAT,
             imp = self,
