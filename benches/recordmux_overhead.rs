@@ -25,8 +25,12 @@ fn run(description: &str, toggle_every_frames: Option<u64>) -> f64 {
             .unwrap()
             .add_probe(gst::PadProbeType::BUFFER, move |_, _| {
                 let frame = frames.fetch_add(1, Ordering::Relaxed) + 1;
-                if frame % every == 0 {
-                    let signal = if (frame / every) % 2 == 1 { "pause" } else { "resume" };
+                if frame.is_multiple_of(every) {
+                    let signal = if (frame / every) % 2 == 1 {
+                        "pause"
+                    } else {
+                        "resume"
+                    };
                     recorder.emit_by_name::<()>(signal, &[&"bench"]);
                 }
                 gst::PadProbeReturn::Ok
@@ -85,7 +89,8 @@ fn main() {
          d.audio_0 ! queue ! opusparse ! mux.audio_0",
         source.display()
     );
-    let plain = format!("mp4mux name=mux fragment-duration=1000 streamable=true ! fakesink {input}");
+    let plain =
+        format!("mp4mux name=mux fragment-duration=1000 streamable=true ! fakesink {input}");
     let recordmux = format!("recordmux name=mux ! fakesink {input}");
     let (mut plain_runs, mut recordmux_runs, mut toggling_runs) = (vec![], vec![], vec![]);
     for _ in 0..3 {
