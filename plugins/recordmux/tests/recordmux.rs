@@ -326,27 +326,66 @@ fn assert_manifest_matches(
     }
 }
 
-#[test]
-fn cut_mode_one_pause() {
-    let dir = scratch("cut1");
+/// A recording of `seconds` of the A/V test sources through `recordmux <properties>` into MP4
+/// with a manifest, pausing/resuming as `toggles` say.
+struct Recorded {
+    dir: PathBuf,
+    file: PathBuf,
+    manifest: serde_json::Value,
+    run: Run,
+    /// Seconds recorded according to the switches the run made.
+    recorded_s: f64,
+}
+
+fn record_av(name: &str, properties: &str, seconds: u32, toggles: &[(u64, bool)]) -> Recorded {
+    let dir = scratch(name);
     let (file, json) = (dir.join("call.mp4"), dir.join("call.json"));
     let run = run(
         &format!(
-            "recordmux name=rec call-id=c-1 agent-id=agent-7 direction=inbound queue=billing \
-             extra-tags=\"tags,campaign=spring\" manifest-location={} ! filesink location={} {}",
+            "recordmux name=rec {properties} manifest-location={} ! filesink location={} {}",
             json.display(),
             file.display(),
-            av_sources(10)
+            av_sources(seconds)
         ),
-        &[(3000, false), (5000, true)],
+        toggles,
         |_| (),
     );
-    let recorded = recorded_seconds(true, &run.switches, 10.0);
+    let initially = !properties.contains("recording=false");
+    let recorded_s = recorded_seconds(initially, &run.switches, seconds as f64);
+    Recorded {
+        manifest: manifest(&json),
+        dir,
+        file,
+        run,
+        recorded_s,
+    }
+}
+
+impl Recorded {
+    fn remove(self) {
+        std::fs::remove_dir_all(self.dir).unwrap();
+    }
+}
+
+#[test]
+fn cut_mode_one_pause() {
+    let recording = record_av(
+        "cut1",
+        "call-id=c-1 agent-id=agent-7 direction=inbound queue=billing \
+         extra-tags=\"tags,campaign=spring\"",
+        10,
+        &[(3000, false), (5000, true)],
+    );
+    let (file, manifest, run, recorded) = (
+        &recording.file,
+        &recording.manifest,
+        &recording.run,
+        recording.recorded_s,
+    );
     assert!((recorded - 8.0).abs() < 0.04);
-    assert_av_duration(&file, recorded);
-    assert_eq!(decode_all(&file), 240);
-    let manifest = manifest(&json);
-    assert_manifest_matches(&manifest, &file, recorded, recorded);
+    assert_av_duration(file, recorded);
+    assert_eq!(decode_all(file), 240);
+    assert_manifest_matches(manifest, file, recorded, recorded);
     assert_eq!(manifest["call"]["call_id"], "c-1");
     assert_eq!(manifest["call"]["queue"], "billing");
     assert_eq!(manifest["call"]["tags"]["campaign"], "spring");
@@ -375,7 +414,7 @@ fn cut_mode_one_pause() {
     // Container tags carry the call metadata.
     let tags = Command::new("ffprobe")
         .args(["-v", "error", "-show_entries", "format_tags", "-of", "json"])
-        .arg(&file)
+        .arg(file)
         .output()
         .unwrap();
     let tags = String::from_utf8_lossy(&tags.stdout);
@@ -384,39 +423,27 @@ fn cut_mode_one_pause() {
         "{tags}"
     );
     // The tone continues right after the cut: no silence inserted.
-    assert!(audio_rms(&file, 2.9, 3.1) > 0.2);
-    std::fs::remove_dir_all(dir).unwrap();
+    assert!(audio_rms(file, 2.9, 3.1) > 0.2);
+    recording.remove();
 }
 
 #[test]
 fn mask_mode_blanks_but_keeps_the_timeline() {
-    let dir = scratch("mask");
-    let (file, json) = (dir.join("call.mp4"), dir.join("call.json"));
-    let run = run(
-        &format!(
-            "recordmux name=rec pause-mode=mask manifest-location={} ! filesink location={} {}",
-            json.display(),
-            file.display(),
-            av_sources(8)
-        ),
-        &[(3000, false), (5000, true)],
-        |_| (),
-    );
-    assert_av_duration(&file, 8.0);
-    assert_eq!(decode_all(&file), 240);
-    let manifest = manifest(&json);
-    let recorded = recorded_seconds(true, &run.switches, 8.0);
-    assert_manifest_matches(&manifest, &file, recorded, 8.0);
+    let recording = record_av("mask", "pause-mode=mask", 8, &[(3000, false), (5000, true)]);
+    let (file, manifest) = (&recording.file, &recording.manifest);
+    assert_av_duration(file, 8.0);
+    assert_eq!(decode_all(file), 240);
+    assert_manifest_matches(manifest, file, recording.recorded_s, 8.0);
     assert_eq!(
         manifest["events"][1]["recording_time_ns"],
-        run.switches[1].0
+        recording.run.switches[1].0
     );
-    assert!(luma_at(&file, 4.0) < 20.0, "paused video is black");
-    assert!(luma_at(&file, 2.0) > 40.0, "recorded video is not");
-    assert!(audio_rms(&file, 3.2, 4.8) < 0.01, "paused audio is silent");
-    assert!(audio_rms(&file, 1.0, 2.8) > 0.2, "recorded audio is not");
-    assert!(audio_rms(&file, 5.2, 7.5) > 0.2, "recorded audio is not");
-    std::fs::remove_dir_all(dir).unwrap();
+    assert!(luma_at(file, 4.0) < 20.0, "paused video is black");
+    assert!(luma_at(file, 2.0) > 40.0, "recorded video is not");
+    assert!(audio_rms(file, 3.2, 4.8) < 0.01, "paused audio is silent");
+    assert!(audio_rms(file, 1.0, 2.8) > 0.2, "recorded audio is not");
+    assert!(audio_rms(file, 5.2, 7.5) > 0.2, "recorded audio is not");
+    recording.remove();
 }
 
 fn toggles(count: usize, every_ms: u64) -> Vec<(u64, bool)> {
@@ -426,33 +453,31 @@ fn toggles(count: usize, every_ms: u64) -> Vec<(u64, bool)> {
 }
 
 fn toggled_recording(mode: &str, count: usize, every_ms: u64, seconds: u32) {
-    let dir = scratch(&format!("toggles-{mode}-{count}"));
-    let (file, json) = (dir.join("call.mp4"), dir.join("call.json"));
     let toggles = toggles(count, every_ms);
-    let run = run(
+    let recording = record_av(
+        &format!("toggles-{mode}-{count}"),
         &format!(
-            "recordmux name=rec pause-mode={mode} video-encoder=\"x264enc speed-preset=ultrafast tune=zerolatency key-int-max=30\" \
-             manifest-location={} ! filesink location={} {}",
-            json.display(),
-            file.display(),
-            av_sources(seconds)
+            "pause-mode={mode} \
+             video-encoder=\"x264enc speed-preset=ultrafast tune=zerolatency key-int-max=30\""
         ),
+        seconds,
         &toggles,
-        |_| (),
     );
-    assert_eq!(run.switches.len(), count);
-    let recorded = recorded_seconds(true, &run.switches, seconds as f64);
+    assert_eq!(recording.run.switches.len(), count);
+    let recorded = recording.recorded_s;
     let timeline = if mode == "cut" {
         recorded
     } else {
         seconds as f64
     };
-    assert_av_duration(&file, timeline);
-    let manifest = manifest(&json);
-    assert_manifest_matches(&manifest, &file, recorded, timeline);
-    assert_eq!(manifest["events"].as_array().unwrap().len(), count);
-    decode_all(&file);
-    std::fs::remove_dir_all(dir).unwrap();
+    assert_av_duration(&recording.file, timeline);
+    assert_manifest_matches(&recording.manifest, &recording.file, recorded, timeline);
+    assert_eq!(
+        recording.manifest["events"].as_array().unwrap().len(),
+        count
+    );
+    decode_all(&recording.file);
+    recording.remove();
 }
 
 #[test]
@@ -478,51 +503,30 @@ fn thousand_toggles_mask() {
 
 #[test]
 fn eos_while_paused() {
-    let dir = scratch("eos-paused");
-    let (file, json) = (dir.join("call.mp4"), dir.join("call.json"));
-    let run = run(
-        &format!(
-            "recordmux name=rec manifest-location={} ! filesink location={} {}",
-            json.display(),
-            file.display(),
-            av_sources(5)
-        ),
-        &[(3000, false)],
-        |_| (),
-    );
-    let recorded = recorded_seconds(true, &run.switches, 5.0);
-    assert_av_duration(&file, recorded);
-    let manifest = manifest(&json);
-    assert_manifest_matches(&manifest, &file, recorded, recorded);
-    let span = &manifest["paused_spans"][0];
-    assert_eq!(span["start_running_time_ns"], run.switches[0].0);
+    let recording = record_av("eos-paused", "", 5, &[(3000, false)]);
+    let recorded = recording.recorded_s;
+    assert_av_duration(&recording.file, recorded);
+    assert_manifest_matches(&recording.manifest, &recording.file, recorded, recorded);
+    let span = &recording.manifest["paused_spans"][0];
+    assert_eq!(span["start_running_time_ns"], recording.run.switches[0].0);
     assert!(span["end_running_time_ns"].as_u64().unwrap() >= 4_960_000_000);
-    std::fs::remove_dir_all(dir).unwrap();
+    recording.remove();
 }
 
 #[test]
 fn paused_before_the_first_buffer() {
-    let dir = scratch("pre-paused");
-    let (file, json) = (dir.join("call.mp4"), dir.join("call.json"));
-    let run = run(
-        &format!(
-            "recordmux name=rec recording=false manifest-location={} ! filesink location={} {}",
-            json.display(),
-            file.display(),
-            av_sources(5)
-        ),
-        &[(2000, true)],
-        |_| (),
-    );
-    let recorded = recorded_seconds(false, &run.switches, 5.0);
-    assert_av_duration(&file, recorded);
-    let manifest = manifest(&json);
-    assert_manifest_matches(&manifest, &file, recorded, recorded);
+    let recording = record_av("pre-paused", "recording=false", 5, &[(2000, true)]);
+    let (manifest, recorded) = (&recording.manifest, recording.recorded_s);
+    assert_av_duration(&recording.file, recorded);
+    assert_manifest_matches(manifest, &recording.file, recorded, recorded);
     assert_eq!(manifest["events"][0]["action"], "pause");
     assert_eq!(manifest["events"][0]["running_time_ns"], 0);
     assert_eq!(manifest["events"][1]["action"], "resume");
-    assert_eq!(manifest["events"][1]["running_time_ns"], run.switches[0].0);
-    std::fs::remove_dir_all(dir).unwrap();
+    assert_eq!(
+        manifest["events"][1]["running_time_ns"],
+        recording.run.switches[0].0
+    );
+    recording.remove();
 }
 
 /// (pts seconds, keyframe) of every video packet.
