@@ -9,6 +9,8 @@
 //! The pause/resume times are media times of the video entering recordmux: the signals are
 //! emitted from a pad probe, exactly as an application would on a DTMF or IVR event.
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -38,15 +40,8 @@ struct Args {
     /// backgroundfx effect: blur, solid, picture, none.
     #[arg(long, default_value = "blur")]
     effect: String,
-    /// Output file (fragmented MP4).
-    #[arg(long, default_value = "call.mp4")]
-    output: PathBuf,
-    /// age recipients file: encrypt with encryptedfilesink.
-    #[arg(long)]
-    recipients_file: Option<PathBuf>,
-    /// minisign secret key: sign recording and manifest (with --recipients-file).
-    #[arg(long)]
-    signing_key: Option<PathBuf>,
+    #[command(flatten)]
+    recording: common::RecordingArgs,
     #[arg(long, default_value = "example-call")]
     call_id: String,
 }
@@ -56,20 +51,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     gst::init()?;
     gstvcc::register()?;
 
-    let manifest = PathBuf::from(format!("{}.json", args.output.display()));
-    let sink = match &args.recipients_file {
-        Some(recipients) => format!(
-            "encryptedfilesink location=\"{}\" recipients-file=\"{}\" manifest=\"{}\" {}",
-            args.output.display(),
-            recipients.display(),
-            manifest.display(),
-            args.signing_key
-                .as_ref()
-                .map(|key| format!("signing-key=\"{}\"", key.display()))
-                .unwrap_or_default()
-        ),
-        None => format!("filesink location=\"{}\"", args.output.display()),
-    };
+    let manifest = args.recording.manifest();
+    let sink = args.recording.sink();
     let (video, audio) = match &args.input {
         Some(input) => (
             format!(
@@ -169,7 +152,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     pipeline.set_state(gst::State::Null)?;
     eprintln!(
         "recording: {} (manifest {})",
-        args.output.display(),
+        args.recording.output.display(),
         manifest.display()
     );
     result

@@ -15,7 +15,8 @@
 //! RTP arrived for `--idle-timeout` seconds (the SIP call hung up); the recording is finalised
 //! and its manifest printed.
 
-use std::path::PathBuf;
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -41,15 +42,8 @@ struct Args {
     /// backgroundfx effect: blur, solid, picture, none.
     #[arg(long, default_value = "blur")]
     effect: String,
-    /// Recording (fragmented MP4); its manifest is written to <output>.json.
-    #[arg(long, default_value = "call.mp4")]
-    output: PathBuf,
-    /// age recipients file: encrypt the recording with encryptedfilesink.
-    #[arg(long)]
-    recipients_file: Option<PathBuf>,
-    /// minisign secret key: sign recording and manifest (with --recipients-file).
-    #[arg(long)]
-    signing_key: Option<PathBuf>,
+    #[command(flatten)]
+    recording: common::RecordingArgs,
     /// End the call after this many seconds without video RTP.
     #[arg(long, default_value_t = 5)]
     idle_timeout: u64,
@@ -91,19 +85,8 @@ fn hex(buffer: &gst::Buffer) -> String {
 }
 
 fn description(args: &Args) -> Result<String, String> {
-    let manifest = format!("{}.json", args.output.display());
-    let sink = match &args.recipients_file {
-        Some(recipients) => format!(
-            "encryptedfilesink location=\"{}\" recipients-file=\"{}\" manifest=\"{manifest}\" {}",
-            args.output.display(),
-            recipients.display(),
-            args.signing_key
-                .as_ref()
-                .map(|key| format!("signing-key=\"{}\"", key.display()))
-                .unwrap_or_default()
-        ),
-        None => format!("filesink location=\"{}\"", args.output.display()),
-    };
+    let manifest = args.recording.manifest().display().to_string();
+    let sink = args.recording.sink();
     let (audio_caps, audio_depay) = match args.audio_codec.as_str() {
         "opus" => (
             "media=audio,clock-rate=48000,encoding-name=OPUS,payload=111",
@@ -274,7 +257,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     match failure.borrow_mut().take() {
         Some(error) => Err(error.into()),
         None => {
-            eprintln!("recording: {}", args.output.display());
+            eprintln!("recording: {}", args.recording.output.display());
             Ok(())
         }
     }

@@ -16,6 +16,8 @@
 //!
 //! One call at a time; with `--once` the agent exits after it.
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -29,15 +31,8 @@ use gst_webrtc::{WebRTCICEGatheringState, WebRTCRTPTransceiverDirection, WebRTCS
 struct Args {
     #[arg(long, default_value_t = 8080)]
     port: u16,
-    /// Recording; its manifest goes to <output>.json.
-    #[arg(long, default_value = "call.mp4")]
-    output: PathBuf,
-    /// age recipients file: encrypt the recording with encryptedfilesink.
-    #[arg(long)]
-    recipients_file: Option<PathBuf>,
-    /// minisign secret key: sign recording and manifest (with --recipients-file).
-    #[arg(long)]
-    signing_key: Option<PathBuf>,
+    #[command(flatten)]
+    recording: common::RecordingArgs,
     /// backgroundfx effect: blur, solid, picture, none.
     #[arg(long, default_value = "blur")]
     effect: String,
@@ -163,23 +158,8 @@ fn status_json(call: &Call) -> String {
 fn start_call(args: &Args, offer: &str) -> Result<(Call, String), Error> {
     let offer = gst_sdp::SDPMessage::parse_buffer(offer.as_bytes())
         .map_err(|_| "the body is not an SDP offer")?;
-    let manifest = PathBuf::from(format!("{}.json", args.output.display()));
-    let sink = match &args.recipients_file {
-        Some(recipients) => format!(
-            "encryptedfilesink name=recording overwrite=true location=\"{}\" recipients-file=\"{}\" manifest=\"{}\" {}",
-            args.output.display(),
-            recipients.display(),
-            manifest.display(),
-            args.signing_key
-                .as_ref()
-                .map(|key| format!("signing-key=\"{}\"", key.display()))
-                .unwrap_or_default()
-        ),
-        None => format!(
-            "filesink name=recording location=\"{}\"",
-            args.output.display()
-        ),
-    };
+    let manifest = args.recording.manifest();
+    let sink = args.recording.sink();
     let pipeline = gst::parse::launch(&format!(
         "webrtcbin name=webrtc bundle-policy=max-bundle \
          recordmux name=rec pause-mode={} call-id=\"{}\" agent-id=\"{}\" direction=inbound \

@@ -5,10 +5,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use common::*;
@@ -31,9 +29,7 @@ fn rtp_gateway_with_srtp_on_both_legs() {
 fn sip_call(name: &str, srtp: Option<(&str, &str)>) {
     gst::init().unwrap();
     let dir = scratch(name);
-    let (identity, recipient) = gstcryptfile::format::generate_identity();
-    std::fs::write(dir.join("key.txt"), identity).unwrap();
-    std::fs::write(dir.join("recipient.txt"), recipient).unwrap();
+    write_keys(&dir);
     let recording = dir.join("call.mp4.age");
     let ports: Vec<u16> = (0..4).map(|_| free_udp_port()).collect();
 
@@ -57,21 +53,7 @@ fn sip_call(name: &str, srtp: Option<(&str, &str)>) {
             .stderr(Stdio::piped()),
     );
     // Wait until the gateway listens before the call starts.
-    let (lines, log) = mpsc::channel();
-    let stderr = gateway.0.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines.send(line);
-        }
-    });
-    loop {
-        let line = log
-            .recv_timeout(Duration::from_secs(60))
-            .expect("gateway starts listening");
-        if line.starts_with("listening") {
-            break;
-        }
-    }
+    gateway.wait_for_stderr_line("listening", Duration::from_secs(60));
 
     let mut sender = ffmpeg_rtp_sender(
         &media("carphone.mp4"),

@@ -8,11 +8,9 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use common::*;
@@ -81,16 +79,7 @@ fn browser_call_is_processed_sent_back_and_recorded_with_a_pause() {
         e2e.join("node_modules/playwright-core").exists(),
         "run `npm ci` in tests/e2e (scripts/test.sh does)"
     );
-    let (identity, recipient) = gstcryptfile::format::generate_identity();
-    let (secret, public) = gstcryptfile::format::generate_signing_keys().unwrap();
-    for (name, content) in [
-        ("key.txt", identity),
-        ("recipient.txt", recipient),
-        ("vcc.key", secret),
-        ("vcc.pub", public),
-    ] {
-        std::fs::write(dir.join(name), content).unwrap();
-    }
+    write_keys(&dir);
     // The fake camera: the carphone clip (a person talking in a car) at CIF, as y4m.
     let clip = dir.join("camera.y4m");
     let status = Command::new("ffmpeg")
@@ -122,19 +111,7 @@ fn browser_call_is_processed_sent_back_and_recorded_with_a_pause() {
             .stdout(Stdio::null())
             .stderr(Stdio::piped()),
     );
-    let (lines, log) = mpsc::channel();
-    let stderr = agent.0.stderr.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            eprintln!("[agent] {line}");
-            let _ = lines.send(line);
-        }
-    });
-    while !log
-        .recv_timeout(Duration::from_secs(60))
-        .expect("agent starts listening")
-        .starts_with("listening")
-    {}
+    agent.wait_for_stderr_line("listening", Duration::from_secs(60));
 
     let mut peer = ChildGuard::spawn(
         Command::new("node")

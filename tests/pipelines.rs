@@ -60,16 +60,7 @@ fn stream_frames(path: &Path) -> String {
 fn every_pipeline_file_runs() {
     let dir = std::env::temp_dir().join(format!("gst-vcc-pipelines-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("keys")).unwrap();
-    let (identity, recipient) = gstcryptfile::format::generate_identity();
-    let (secret, public) = gstcryptfile::format::generate_signing_keys().unwrap();
-    for (name, content) in [
-        ("key.txt", identity),
-        ("recipient.txt", recipient),
-        ("vcc.key", secret),
-        ("vcc.pub", public),
-    ] {
-        std::fs::write(dir.join("keys").join(name), content).unwrap();
-    }
+    common::write_keys(&dir.join("keys"));
     let keys = dir.join("keys").display().to_string();
     let mut covered = Vec::new();
 

@@ -4,12 +4,13 @@
 
 #![allow(dead_code)]
 
+use std::io::{BufRead, BufReader};
 use std::net::UdpSocket;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, mpsc};
 use std::time::{Duration, Instant};
 
 use gst::prelude::*;
@@ -51,6 +52,21 @@ pub fn scratch(name: &str) -> PathBuf {
     dir
 }
 
+/// Writes a key set like `vcc-vault keygen` into `dir`: key.txt (age identity), recipient.txt,
+/// vcc.key and vcc.pub (minisign).
+pub fn write_keys(dir: &Path) {
+    let (identity, recipient) = gstcryptfile::format::generate_identity();
+    let (secret, public) = gstcryptfile::format::generate_signing_keys().unwrap();
+    for (name, content) in [
+        ("key.txt", identity),
+        ("recipient.txt", recipient),
+        ("vcc.key", secret),
+        ("vcc.pub", public),
+    ] {
+        std::fs::write(dir.join(name), content).unwrap();
+    }
+}
+
 /// A UDP port nobody uses right now.
 pub fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
@@ -72,6 +88,23 @@ impl ChildGuard {
                 .spawn()
                 .unwrap_or_else(|err| panic!("{command:?}: {err}")),
         )
+    }
+
+    /// Echoes the child's stderr (piped) to ours and waits at most `limit` for a line starting
+    /// with `prefix` (e.g. a server saying it listens).
+    pub fn wait_for_stderr_line(&mut self, prefix: &'static str, limit: Duration) {
+        let stderr = self.0.stderr.take().expect("stderr is piped");
+        let (found, seen) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[child] {line}");
+                if line.starts_with(prefix) {
+                    let _ = found.send(());
+                }
+            }
+        });
+        seen.recv_timeout(limit)
+            .unwrap_or_else(|_| panic!("no '{prefix}' line within {limit:?}"));
     }
 
     /// Waits at most `limit` for the process to exit by itself; returns its success.
