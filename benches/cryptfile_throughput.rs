@@ -4,25 +4,10 @@
 //!
 //!   cargo bench --bench cryptfile_throughput -- [--megabytes N]
 
-use std::time::Instant;
-
-use gst::prelude::*;
+mod common;
 
 fn run(description: &str) -> f64 {
-    let pipeline = gst::parse::launch(description).unwrap();
-    let bus = pipeline.bus().unwrap();
-    let start = Instant::now();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let message = bus
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(600),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .unwrap();
-    let elapsed = start.elapsed().as_secs_f64();
-    pipeline.set_state(gst::State::Null).unwrap();
-    assert_eq!(message.type_(), gst::MessageType::Eos, "{message:?}");
-    elapsed
+    common::play_to_eos(&gst::parse::launch(description).unwrap())
 }
 
 fn main() {

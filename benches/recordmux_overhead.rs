@@ -4,9 +4,10 @@
 //!
 //!   cargo bench --bench recordmux_overhead -- [--seconds N]
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
 use gst::prelude::*;
 
@@ -36,19 +37,7 @@ fn run(description: &str, toggle_every_frames: Option<u64>) -> f64 {
                 gst::PadProbeReturn::Ok
             });
     }
-    let bus = pipeline.bus().unwrap();
-    let start = Instant::now();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let message = bus
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(600),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .unwrap();
-    let elapsed = start.elapsed().as_secs_f64();
-    pipeline.set_state(gst::State::Null).unwrap();
-    assert_eq!(message.type_(), gst::MessageType::Eos, "{message:?}");
-    elapsed
+    common::play_to_eos(pipeline.upcast_ref())
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

@@ -79,15 +79,7 @@ fn sip_call(name: &str, srtp: Option<(&str, &str)>) {
 
     // The recording: decrypt with the standard tool, decode every frame, durations.
     let plain = dir.join("call.mp4");
-    let status = Command::new("age")
-        .args(["-d", "-i"])
-        .arg(dir.join("key.txt"))
-        .arg("-o")
-        .arg(&plain)
-        .arg(&recording)
-        .status()
-        .expect("age runs (package age)");
-    assert!(status.success());
+    age_decrypt(&dir.join("key.txt"), &recording, &plain);
     assert!(decoded_frames(&plain) >= 90);
     let durations = stream_durations(&plain);
     assert_eq!(durations.len(), 2, "{durations:?}");

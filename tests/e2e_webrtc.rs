@@ -149,15 +149,7 @@ fn browser_call_is_processed_sent_back_and_recorded_with_a_pause() {
         assert!(status.success(), "signature of {}", file.display());
     }
     let plain = dir.join("call.mp4");
-    let status = Command::new("age")
-        .args(["-d", "-i"])
-        .arg(dir.join("key.txt"))
-        .arg("-o")
-        .arg(&plain)
-        .arg(&recording)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    age_decrypt(&dir.join("key.txt"), &recording, &plain);
 
     // Duration and the paused interval.
     let manifest = &result["manifest"];

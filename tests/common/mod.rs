@@ -67,6 +67,23 @@ pub fn write_keys(dir: &Path) {
     }
 }
 
+/// Decrypts `input` to `output` with the standard `age` tool and the identity `key`.
+pub fn age_decrypt(key: &Path, input: &Path, output: &Path) {
+    let status = Command::new("age")
+        .args(["-d", "-i"])
+        .arg(key)
+        .arg("-o")
+        .arg(output)
+        .arg(input)
+        .status()
+        .expect("age runs (package age)");
+    assert!(
+        status.success(),
+        "age could not decrypt {}",
+        input.display()
+    );
+}
+
 /// A UDP port nobody uses right now.
 pub fn free_udp_port() -> u16 {
     UdpSocket::bind("127.0.0.1:0")
