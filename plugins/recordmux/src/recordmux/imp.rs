@@ -918,7 +918,18 @@ impl RecordMux {
         let stream = &mut rec.streams[index];
         stream.record.buffers_in += 1;
         let segment = stream.segment.clone()?;
-        let start = segment.to_running_time(buffer.pts()?)?.nseconds();
+        let Some(start) = buffer
+            .pts()
+            .and_then(|pts| segment.to_running_time(pts))
+            .map(gst::ClockTime::nseconds)
+        else {
+            gst::warning!(
+                CAT,
+                imp = self,
+                "stream {index}: dropping a buffer without timestamp or outside its segment"
+            );
+            return None;
+        };
         let dts = buffer
             .dts()
             .and_then(|dts| segment.to_running_time(dts))
