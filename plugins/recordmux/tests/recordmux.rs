@@ -386,6 +386,16 @@ fn cut_mode_one_pause() {
     assert_av_duration(file, recorded);
     assert_eq!(decode_all(file), 240);
     assert_manifest_matches(manifest, file, recorded, recorded);
+    // Upstream negotiated the branch's own format at once: no conversion, no renegotiation.
+    for stream in manifest["streams"].as_array().unwrap() {
+        assert_eq!(stream["caps_changes"], 0, "{stream}");
+    }
+    assert!(
+        manifest["streams"][0]["input_caps"]
+            .as_str()
+            .unwrap()
+            .contains("format=(string)I420")
+    );
     assert_eq!(manifest["call"]["call_id"], "c-1");
     assert_eq!(manifest["call"]["queue"], "billing");
     assert_eq!(manifest["call"]["tags"]["campaign"], "spring");

@@ -1170,6 +1170,28 @@ fn configure_muxer(muxer: &gst::Element, settings: &Settings) {
     }
 }
 
+/// What a request pad takes, best first: raw in the branch's own format (no conversion),
+/// then the formats recorded without re-encoding, then those decoded.
+fn preferred_input_caps(kind: Kind) -> gst::Caps {
+    let mut caps = match kind {
+        Kind::Video => gst::Caps::builder("video/x-raw")
+            .field("format", "I420")
+            .build(),
+        Kind::Audio => gst::Caps::builder("audio/x-raw")
+            .field("format", "S16LE")
+            .field("layout", "interleaved")
+            .build(),
+    };
+    let template = RecordMux::pad_templates()
+        .iter()
+        .find(|template| template.name_template() == format!("{}_%u", kind.name()))
+        .expect("pad template")
+        .caps()
+        .clone();
+    caps.merge(template);
+    caps
+}
+
 /// Finds the best decoder for caps the container cannot hold.
 fn find_decoder(caps: &gst::Caps) -> Result<gst::Element, String> {
     let mut factories: Vec<gst::ElementFactory> = gst::ElementFactory::factories_with_type(
@@ -1499,6 +1521,38 @@ impl ElementImpl for RecordMux {
                 return gst::PadProbeReturn::Ok;
             };
             element.imp().on_input_caps(index, kind, caps.caps())
+        });
+        // Until the branch exists (at the first caps) nothing downstream answers caps queries:
+        // say what the branch takes best, so upstream does not pick an odd raw format.
+        ghost.add_probe(gst::PadProbeType::QUERY_DOWNSTREAM, move |pad, info| {
+            let Some(query) = info.query_mut() else {
+                return gst::PadProbeReturn::Ok;
+            };
+            let has_target = pad
+                .downcast_ref::<gst::GhostPad>()
+                .is_some_and(|ghost| ghost.target().is_some());
+            if has_target {
+                return gst::PadProbeReturn::Ok;
+            }
+            let preferred = preferred_input_caps(kind);
+            match query.view_mut() {
+                gst::QueryViewMut::Caps(caps) => {
+                    let result = match caps.filter() {
+                        Some(filter) => {
+                            filter.intersect_with_mode(&preferred, gst::CapsIntersectMode::First)
+                        }
+                        None => preferred,
+                    };
+                    caps.set_result(&result);
+                    gst::PadProbeReturn::Handled
+                }
+                gst::QueryViewMut::AcceptCaps(accept) => {
+                    let accepted = accept.caps().can_intersect(&preferred);
+                    accept.set_result(accepted);
+                    gst::PadProbeReturn::Handled
+                }
+                _ => gst::PadProbeReturn::Ok,
+            }
         });
         pads.streams.push(StreamPad {
             ghost: ghost.clone(),
