@@ -46,6 +46,10 @@ struct Args {
     /// Exit after the first call ended.
     #[arg(long)]
     once: bool,
+    /// Address to listen on (the control endpoints have no authentication: keep it local or
+    /// behind the media server's own API).
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: String,
 }
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -69,8 +73,11 @@ fn main() -> Result<(), Error> {
     let args = Args::parse();
     gst::init()?;
     gstvcc::register()?;
-    let server = tiny_http::Server::http(("0.0.0.0", args.port))?;
-    eprintln!("listening on http://127.0.0.1:{}/ (POST /whip)", args.port);
+    let server = tiny_http::Server::http((args.bind.as_str(), args.port))?;
+    eprintln!(
+        "listening on http://{}:{}/ (POST /whip)",
+        args.bind, args.port
+    );
     let mut call: Option<Call> = None;
     for mut request in server.incoming_requests() {
         let mut body = String::new();
@@ -173,6 +180,31 @@ fn start_call(args: &Args, offer: &str) -> Result<(Call, String), Error> {
     .unwrap();
     // The recording's sink is not the pipeline's only sink: have its EOS forwarded to us.
     pipeline.set_property("message-forward", true);
+    match negotiate(args, offer, &pipeline) {
+        Ok((recorder, status, answer)) => Ok((
+            Call {
+                pipeline,
+                recorder,
+                status,
+                manifest,
+            },
+            answer,
+        )),
+        Err(err) => {
+            let _ = pipeline.set_state(gst::State::Null);
+            Err(err)
+        }
+    }
+}
+
+type Negotiated = (gst::Element, Arc<(Mutex<CallStatus>, Condvar)>, String);
+
+/// Answers `offer` with `pipeline`'s webrtcbin and wires media in and out.
+fn negotiate(
+    args: &Args,
+    offer: gst_sdp::SDPMessage,
+    pipeline: &gst::Pipeline,
+) -> Result<Negotiated, Error> {
     let webrtc = pipeline.by_name("webrtc").unwrap();
     let recorder = pipeline.by_name("rec").unwrap();
 
@@ -192,7 +224,7 @@ fn start_call(args: &Args, offer: &str) -> Result<(Call, String), Error> {
     let record_audio = has_audio.then(|| recorder.request_pad_simple("audio_%u").unwrap());
 
     let status = Arc::new((Mutex::new(CallStatus::default()), Condvar::new()));
-    watch_bus(&pipeline, status.clone());
+    watch_bus(pipeline, status.clone());
     pipeline.set_state(gst::State::Playing)?;
 
     // Send the processed camera back on the offer's video m-line: a send pad named after the
@@ -274,15 +306,7 @@ fn start_call(args: &Args, offer: &str) -> Result<(Call, String), Error> {
         "call started: answered an offer with {} m-lines",
         local.sdp().medias_len()
     );
-    Ok((
-        Call {
-            pipeline,
-            recorder,
-            status,
-            manifest,
-        },
-        answer,
-    ))
+    Ok((recorder, status, answer))
 }
 
 /// The error a webrtcbin promise was answered with, if any.
@@ -372,6 +396,8 @@ fn link_incoming(
         _ => return Ok(()),
     };
     let bin = gst::parse::bin_from_description(&description, false)?;
+    // Named so that ending the call can drain it (see end_call).
+    bin.set_property("name", format!("incoming_{media}"));
     let depay = bin.by_name("depay").unwrap();
     bin.add_pad(&gst::GhostPad::with_target(
         &depay.static_pad("sink").unwrap(),
@@ -445,10 +471,20 @@ fn watch_bus(pipeline: &gst::Pipeline, status: Arc<(Mutex<CallStatus>, Condvar)>
     });
 }
 
-/// Ends the call: EOS into the recorder, wait for the file to be finalised, return the manifest.
+/// Ends the call: EOS into each incoming branch, so what is still being processed drains
+/// into the recording and audio and video end together; wait for the file to be finalised and
+/// return the manifest.
 fn end_call(call: Call) -> Result<String, Error> {
-    for pad in call.recorder.sink_pads() {
-        pad.send_event(gst::event::Eos::new());
+    for (media, recorder_pad) in [("video", "video_0"), ("audio", "audio_0")] {
+        let entry = call
+            .pipeline
+            .by_name(&format!("incoming_{media}"))
+            .and_then(|branch| branch.static_pad("sink"))
+            // A stream that never arrived: end the recorder's pad itself.
+            .or_else(|| call.recorder.static_pad(recorder_pad));
+        if let Some(entry) = entry {
+            entry.send_event(gst::event::Eos::new());
+        }
     }
     let (lock, changed) = &*call.status;
     let deadline = Instant::now() + Duration::from_secs(20);

@@ -169,10 +169,12 @@ fn browser_call_is_processed_sent_back_and_recorded_with_a_pause() {
         "recorded {recorded_s} s"
     );
     let durations = stream_durations(&plain);
+    eprintln!("recorded {recorded_s:.3} s, paused {paused_s:.3} s, streams {durations:?}");
     assert_eq!(durations.len(), 2, "{durations:?}");
     for (kind, duration) in &durations {
         assert!(
-            (duration - recorded_s).abs() < 0.2,
+            // Measured 0.00-0.03 s; a heavily loaded machine lets video lag at the end.
+            (duration - recorded_s).abs() < 0.5,
             "{kind} lasts {duration} s, manifest says {recorded_s} s"
         );
     }

@@ -3,9 +3,11 @@
 //! running time.
 //!
 //! One stream is the *main* stream (the first video stream, else the first audio stream). A
-//! pause or resume request takes effect at the start of the next main-stream buffer (for
-//! encoded video, a resume waits for the next keyframe), so every stream switches at the same
-//! running time. The other streams follow the decisions the main stream has made: a secondary
+//! pause or resume request takes effect at the start of the first main-stream buffer at or
+//! after the request's running time (live pipelines: the clock's running time when it was
+//! made, so media captured before a resume is never recorded however late the pipeline runs;
+//! otherwise the next buffer). For encoded video a resume also waits for a keyframe. Every
+//! stream switches at that same running time. The other streams follow the decisions the main stream has made: a secondary
 //! buffer is decided once the main stream has passed its end ([`Gate::secondary`] says
 //! [`SecondaryVerdict::Wait`] until then) and is split at the exact switch times, so audio and
 //! video stay in sync after any number of pauses.
@@ -91,6 +93,8 @@ pub struct Gate {
     want_reason: String,
     /// Running time of the main buffer at which the current request was first seen.
     request_seen_at: Option<u64>,
+    /// Running time the current request is for, if it was made at a known running time.
+    request_at: Option<u64>,
     /// Whether recording is on now.
     recording: bool,
     /// Running time of recording time 0; set by the first main buffer that starts the
@@ -110,6 +114,7 @@ impl Gate {
             want_recording: recording,
             want_reason: String::new(),
             request_seen_at: None,
+            request_at: None,
             recording: false,
             origin: None,
             recorded: Vec::new(),
@@ -122,15 +127,17 @@ impl Gate {
         self.mode
     }
 
-    /// Asks to pause (`false`) or resume (`true`). Returns true if this changes what was asked
-    /// before; a repeated request is ignored.
-    pub fn request(&mut self, recording: bool, reason: &str) -> bool {
+    /// Asks to pause (`false`) or resume (`true`) from running time `at` on (`None`: from the
+    /// next main buffer on). Returns true if this changes what was asked before; a repeated
+    /// request is ignored.
+    pub fn request(&mut self, recording: bool, reason: &str, at: Option<u64>) -> bool {
         if self.want_recording == recording {
             return false;
         }
         self.want_recording = recording;
         self.want_reason = reason.to_string();
         self.request_seen_at = None;
+        self.request_at = at;
         true
     }
 
@@ -276,10 +283,11 @@ impl Gate {
             }
         }
         let origin = self.origin?;
-        if self.want_recording == self.recording {
+        if self.want_recording == self.recording || self.request_at.is_some_and(|t| at < t) {
             return None;
         }
-        let requested_at = *self.request_seen_at.get_or_insert(at);
+        let seen_at = *self.request_seen_at.get_or_insert(at);
+        let requested_at = self.request_at.unwrap_or(seen_at);
         let at = at.max(origin);
         if self.recording {
             if let Some((start, end)) = self.recorded.last_mut() {
@@ -377,7 +385,7 @@ mod tests {
             .map(|i| {
                 if toggles.contains(&i) {
                     let want = !gate.wants_recording();
-                    gate.request(want, "scripted");
+                    gate.request(want, "scripted", None);
                 }
                 gate.main(i * FRAME..(i + 1) * FRAME, true).0
             })
@@ -429,21 +437,21 @@ mod tests {
     fn transitions_carry_times_and_reason() {
         let mut gate = Gate::new(PauseMode::Cut, true);
         gate.main(0..FRAME, true);
-        gate.request(false, "card number");
+        gate.request(false, "card number", None);
         let (_, paused) = gate.main(FRAME..2 * FRAME, true);
         let paused = paused.unwrap();
         assert_eq!(paused.kind, TransitionKind::Paused);
         assert_eq!(paused.running_time, FRAME);
         assert_eq!(paused.recording_time, FRAME);
         assert_eq!(paused.reason, "card number");
-        gate.request(true, "done");
+        gate.request(true, "done", None);
         let (_, resumed) = gate.main(2 * FRAME..3 * FRAME, true);
         let resumed = resumed.unwrap();
         assert_eq!(resumed.kind, TransitionKind::Resumed);
         assert_eq!(resumed.running_time, 2 * FRAME);
         assert_eq!(resumed.recording_time, FRAME);
         assert!(
-            !gate.request(true, "again"),
+            !gate.request(true, "again", None),
             "a repeated request is ignored"
         );
     }
@@ -458,9 +466,9 @@ mod tests {
             gate.main(FRAME..2 * FRAME, true).0,
             MainVerdict::Record { recording_time: 0 }
         ));
-        gate.request(false, "");
+        gate.request(false, "", None);
         gate.main(2 * FRAME..3 * FRAME, false);
-        gate.request(true, "");
+        gate.request(true, "", None);
         assert!(gate.awaiting_keyframe());
         assert_eq!(gate.main(3 * FRAME..4 * FRAME, false).0, MainVerdict::Drop);
         let (verdict, transition) = gate.main(4 * FRAME..5 * FRAME, true);
@@ -476,12 +484,44 @@ mod tests {
     }
 
     #[test]
+    fn timed_requests_switch_at_their_running_time_however_late_the_media() {
+        // A live pipeline running 3 frames behind: the request is for running time 10 frames,
+        // made while the frames arriving are still from before it.
+        let mut gate = Gate::new(PauseMode::Cut, true);
+        run_main(&mut gate, 7, &[]);
+        gate.request(false, "card number", Some(10 * FRAME));
+        for i in 7..10 {
+            assert!(matches!(
+                gate.main(i * FRAME..(i + 1) * FRAME, true),
+                (MainVerdict::Record { .. }, None)
+            ));
+        }
+        let (verdict, paused) = gate.main(10 * FRAME..11 * FRAME, true);
+        assert_eq!(verdict, MainVerdict::Drop);
+        assert_eq!(paused.unwrap().running_time, 10 * FRAME);
+        gate.request(true, "done", Some(15 * FRAME));
+        // Frames captured before the resume stay out, even though they arrive after it.
+        for i in 11..15 {
+            assert_eq!(
+                gate.main(i * FRAME..(i + 1) * FRAME, true).0,
+                MainVerdict::Drop
+            );
+        }
+        let (verdict, resumed) = gate.main(15 * FRAME..16 * FRAME, true);
+        assert!(matches!(verdict, MainVerdict::Record { .. }));
+        let resumed = resumed.unwrap();
+        assert_eq!(resumed.running_time, 15 * FRAME);
+        assert_eq!(resumed.requested_running_time, 15 * FRAME);
+        assert_eq!(gate.paused_spans(16 * FRAME), vec![10 * FRAME..15 * FRAME]);
+    }
+
+    #[test]
     fn paused_before_the_first_buffer() {
         let mut gate = Gate::new(PauseMode::Cut, false);
         let (verdict, transition) = gate.main(100..100 + FRAME, true);
         assert_eq!(verdict, MainVerdict::Drop);
         assert_eq!(transition.unwrap().kind, TransitionKind::Paused);
-        gate.request(true, "");
+        gate.request(true, "", None);
         let (verdict, transition) = gate.main(100 + FRAME..100 + 2 * FRAME, true);
         assert_eq!(verdict, MainVerdict::Record { recording_time: 0 });
         assert_eq!(transition.unwrap().kind, TransitionKind::Resumed);
@@ -493,12 +533,12 @@ mod tests {
         assert_eq!(gate.secondary(0..20).0, SecondaryVerdict::Wait);
         gate.main(0..FRAME, true);
         assert_eq!(gate.secondary(20..60).0, SecondaryVerdict::Wait);
-        gate.request(false, "");
+        gate.request(false, "", None);
         gate.main(FRAME..2 * FRAME, true);
         let (pieces, recording_time) = recorded(gate.secondary(20..60).0);
         assert_eq!(pieces, vec![(20..40, true), (40..60, false)]);
         assert_eq!(recording_time, Some(20));
-        gate.request(true, "");
+        gate.request(true, "", None);
         gate.main(2 * FRAME..3 * FRAME, true);
         let (pieces, recording_time) = recorded(gate.secondary(60..100).0);
         assert_eq!(pieces, vec![(60..80, false), (80..100, true)]);
@@ -518,7 +558,7 @@ mod tests {
     fn mask_mode_secondary_keeps_paused_pieces_on_the_timeline() {
         let mut gate = Gate::new(PauseMode::Mask, true);
         gate.main(0..FRAME, true);
-        gate.request(false, "");
+        gate.request(false, "", None);
         gate.main(FRAME..2 * FRAME, true);
         let (pieces, recording_time) = recorded(gate.secondary(30..50).0);
         assert_eq!(pieces, vec![(30..40, true), (40..50, false)]);
@@ -532,7 +572,7 @@ mod tests {
         gate.main_eos();
         let (pieces, _) = recorded(gate.secondary(100..200).0);
         assert_eq!(pieces, vec![(100..200, false)]);
-        gate.request(true, "after video ended");
+        gate.request(true, "after video ended", None);
         let (verdict, transition) = gate.secondary(200..220);
         assert_eq!(transition.unwrap().running_time, 200);
         assert_eq!(recorded(verdict).0, vec![(200..220, true)]);

@@ -393,9 +393,10 @@ impl RecordMux {
     /// Pauses (`false`) or resumes (`true`) at the next main-stream buffer.
     fn request(&self, recording: bool, reason: &str) {
         *lock(&self.want_recording) = recording;
+        let at = self.live_running_time();
         let force_keyframe = {
             let mut rec = lock(&self.shared.recording);
-            let changed = rec.gate.request(recording, reason);
+            let changed = rec.gate.request(recording, reason, at);
             self.shared.changed.notify_all();
             // Encoded video resumes on a keyframe: ask for one now rather than wait a GOP.
             rec.main_stream().filter(|&main| {
@@ -414,6 +415,25 @@ impl RecordMux {
         if let Some(main) = force_keyframe {
             self.request_keyframe(main);
         }
+    }
+
+    /// The running time now, if the pipeline is live and playing: buffer running times are
+    /// then capture times, and a request applies to media captured from now on. A non-live
+    /// pipeline (a file) runs on its own pace: its requests apply at the next buffer.
+    fn live_running_time(&self) -> Option<u64> {
+        let element = self.obj();
+        if element.current_state() != gst::State::Playing {
+            return None;
+        }
+        let live = element.sink_pads().iter().any(|pad| {
+            let mut query = gst::query::Latency::new();
+            pad.peer_query(&mut query) && query.result().0
+        });
+        if !live {
+            return None;
+        }
+        let now = element.clock()?.time();
+        Some(now.checked_sub(element.base_time()?)?.nseconds())
     }
 
     /// Asks upstream of stream `index` for a keyframe (encoded input resumes on one).
@@ -1254,7 +1274,7 @@ impl ObjectImpl for RecordMux {
             vec![
                 glib::ParamSpecBoolean::builder("recording")
                     .nick("Recording")
-                    .blurb("Set false to pause (PCI: card data being spoken) and true to resume; takes effect on all streams at the next video frame (encoded video: the next keyframe, which is requested upstream)")
+                    .blurb("Set false to pause (PCI: card data being spoken) and true to resume; all streams switch at the running time of the request (live pipelines: media captured from then on; otherwise the next video frame); encoded video resumes on a keyframe, which is requested upstream")
                     .default_value(true)
                     .mutable_playing()
                     .build(),
