@@ -67,6 +67,19 @@ pub struct StreamRecord {
 }
 
 impl StreamRecord {
+    /// The record for a new run of the same stream: what describes the stream is kept, the
+    /// counts and times start again.
+    pub fn restarted(&self) -> StreamRecord {
+        StreamRecord {
+            pad: self.pad.clone(),
+            kind: self.kind,
+            input_caps: self.input_caps.clone(),
+            handling: self.handling,
+            recorded_codec: self.recorded_codec.clone(),
+            ..Default::default()
+        }
+    }
+
     /// Notes an output buffer spanning `start..end` of recording time.
     pub fn note_output(&mut self, start: u64, end: u64) {
         self.buffers_recorded += 1;

@@ -169,33 +169,31 @@ fn packet_spans(path: &Path) -> BTreeMap<String, (f64, f64, usize)> {
         .collect()
 }
 
-/// Decoded video frames, ignoring decoder complaints (a killed recording ends mid-fragment).
-fn count_frames(path: &Path) -> usize {
+/// ffmpeg decoding the video of `path` to per-frame checksums: (frames, ok, errors).
+fn decode_video(path: &Path) -> (usize, bool, String) {
     let output = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(path)
         .args(["-map", "0:v", "-f", "framemd5", "-"])
         .output()
         .unwrap();
-    String::from_utf8_lossy(&output.stdout)
+    let frames = String::from_utf8_lossy(&output.stdout)
         .lines()
         .filter(|line| line.starts_with("0,"))
-        .count()
+        .count();
+    let errors = String::from_utf8_lossy(&output.stderr).into_owned();
+    (frames, output.status.success(), errors)
+}
+
+/// Decoded video frames, ignoring decoder complaints (a killed recording ends mid-fragment).
+fn count_frames(path: &Path) -> usize {
+    decode_video(path).0
 }
 
 /// Decodes every stream; fails on any decoder error. Returns the number of video frames.
 fn decode_all(path: &Path) -> usize {
-    let output = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(path)
-        .args(["-map", "0:v", "-f", "framemd5", "-"])
-        .output()
-        .unwrap();
-    let errors = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && errors.trim().is_empty(),
-        "{errors}"
-    );
+    let (frames, ok, errors) = decode_video(path);
+    assert!(ok && errors.trim().is_empty(), "{errors}");
     let audio = Command::new("ffmpeg")
         .args(["-v", "error", "-i"])
         .arg(path)
@@ -207,10 +205,7 @@ fn decode_all(path: &Path) -> usize {
         audio.status.success() && errors.trim().is_empty(),
         "{errors}"
     );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter(|line| line.starts_with("0,"))
-        .count()
+    frames
 }
 
 fn manifest(path: &Path) -> serde_json::Value {

@@ -212,7 +212,8 @@ struct StreamState {
     pcm: Option<PcmLayout>,
     /// Layout of raw video at the gate (I420).
     video: Option<gst_video::VideoInfo>,
-    input_caps: Option<gst::Caps>,
+    /// Whether the branch's capsfilter is locked to its first caps.
+    caps_locked: bool,
     /// Caps as they arrive on the request pad.
     pad_caps: Option<gst::Caps>,
     flushing: bool,
@@ -877,9 +878,10 @@ impl RecordMux {
             }
             gst::EventView::Caps(caps) => {
                 let caps = caps.caps_owned();
-                if stream.handling != Some(Handling::Passthrough) && stream.input_caps.is_none() {
+                if stream.handling != Some(Handling::Passthrough) && !stream.caps_locked {
                     // Lock the branch to its first caps: later changes are converted.
                     filter.set_property("caps", &caps);
+                    stream.caps_locked = true;
                 }
                 if stream.kind == Kind::Video && stream.handling != Some(Handling::Passthrough) {
                     stream.video = gst_video::VideoInfo::from_caps(&caps).ok();
@@ -893,7 +895,6 @@ impl RecordMux {
                         bytes_per_frame: info.bpf() as usize,
                     });
                 }
-                stream.input_caps.get_or_insert(caps);
                 Some(event)
             }
             gst::EventView::Gap(gap) => {
@@ -1518,7 +1519,7 @@ impl ElementImpl for RecordMux {
                 segment: None,
                 pcm: None,
                 video: None,
-                input_caps: None,
+                caps_locked: false,
                 pad_caps: None,
                 flushing: false,
                 record: StreamRecord {
@@ -1641,14 +1642,7 @@ impl ElementImpl for RecordMux {
                         .map(|s| StreamState {
                             segment: None,
                             flushing: false,
-                            record: StreamRecord {
-                                pad: s.record.pad.clone(),
-                                kind: s.record.kind,
-                                handling: s.record.handling,
-                                input_caps: s.record.input_caps.clone(),
-                                recorded_codec: s.record.recorded_codec.clone(),
-                                ..Default::default()
-                            },
+                            record: s.record.restarted(),
                             ..s
                         })
                         .collect();
