@@ -11,6 +11,7 @@ pub mod gate;
 pub mod isobmff;
 pub mod manifest;
 pub mod pcm;
+pub mod timeline;
 
 mod recordmux;
 

@@ -1,9 +1,13 @@
 //! The recording's JSON manifest: who the call was, when it was recorded, every pause and
 //! resume, the streams, and the SHA-256 of the output bytes. No GStreamer types.
 //!
-//! It is rewritten atomically (temporary file + rename) at the start, at every pause/resume and
-//! at the end, so after a crash it still lists everything up to the crash, with
-//! `"complete": false`.
+//! It is rewritten atomically (temporary file + rename) at the start, at every pause/resume,
+//! every few seconds while recording and at the end, so after a crash it still lists
+//! everything up to a few seconds before the crash, with `"complete": false`. It says
+//! `"complete": true` only once the sink has taken every byte and the end of the stream.
+//!
+//! Texts set by integrators and callers (pause reasons, metadata) are bounded so that a
+//! manifest stays small whatever they send: see [`bounded`].
 
 use std::fs::{self, File};
 use std::io::Write;
@@ -88,13 +92,16 @@ impl StreamRecord {
     }
 }
 
-/// The output bytes: size and hash, as pushed downstream.
+/// The output bytes: size and hash of what the sink accepted.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct OutputRecord {
     pub container: String,
+    /// Bytes the sink accepted.
     pub bytes: u64,
-    /// Hex SHA-256 of every output byte, set at the end.
+    /// Hex SHA-256 of every accepted byte, set at the end.
     pub sha256: Option<String>,
+    /// Why the output is not complete, if the sink refused data or the end of the stream.
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -104,7 +111,9 @@ pub struct Manifest {
     pub pause_mode: &'static str,
     pub started_utc: Option<String>,
     pub ended_utc: Option<String>,
-    /// False until the recording ended normally (EOS).
+    /// When this version of the manifest was written.
+    pub updated_utc: Option<String>,
+    /// False until the recording ended normally (EOS) and the sink accepted all of it.
     pub complete: bool,
     /// Recording time 0 in running time.
     pub origin_running_time_ns: Option<u64>,
@@ -116,6 +125,25 @@ pub struct Manifest {
     pub output: OutputRecord,
 }
 
+/// At most this many bytes of a pause/resume reason are kept.
+pub const MAX_REASON_BYTES: usize = 256;
+/// At most this many bytes of a metadata value (call id, agent, tags...) are kept.
+pub const MAX_FIELD_BYTES: usize = 1024;
+/// At most this many free tags are kept.
+pub const MAX_TAGS: usize = 64;
+
+/// `text` cut to at most `limit` bytes at a character boundary, and whether it was cut.
+pub fn bounded(text: &str, limit: usize) -> (String, bool) {
+    if text.len() <= limit {
+        return (text.to_string(), false);
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    (text[..end].to_string(), true)
+}
+
 impl Manifest {
     pub const FORMAT: &'static str = "gst-vcc-recording-manifest/1";
 
@@ -125,25 +153,38 @@ impl Manifest {
 
     /// Replaces `path` with this manifest atomically; `durable` also fsyncs file and directory.
     pub fn write_atomically(&self, path: &Path, durable: bool) -> std::io::Result<()> {
-        let mut temporary = PathBuf::from(path);
-        temporary.as_mut_os_string().push(".tmp");
+        write_atomically(path, &self.to_json(), durable)
+    }
+}
+
+/// Replaces `path` with `json` atomically (temporary file + rename); `durable` also fsyncs
+/// file and directory.
+pub fn write_atomically(path: &Path, json: &str, durable: bool) -> std::io::Result<()> {
+    let mut temporary = PathBuf::from(path);
+    temporary.as_mut_os_string().push(".tmp");
+    let result = (|| {
         let mut file = File::create(&temporary)?;
-        file.write_all(self.to_json().as_bytes())?;
+        file.write_all(json.as_bytes())?;
         file.write_all(b"\n")?;
         if durable {
             file.sync_all()?;
         }
         drop(file);
-        fs::rename(&temporary, path)?;
-        if durable {
-            let directory = path
-                .parent()
-                .filter(|p| !p.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            File::open(directory)?.sync_all()?;
-        }
-        Ok(())
+        fs::rename(&temporary, path)
+    })();
+    if result.is_err() {
+        // A full disk leaves no half-written temporary behind.
+        let _ = fs::remove_file(&temporary);
     }
+    result?;
+    if durable {
+        let directory = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        File::open(directory)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Counts and hashes the output bytes in order.
@@ -188,6 +229,14 @@ mod tests {
             hasher.hex_digest(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
+    }
+
+    #[test]
+    fn texts_are_bounded_at_character_boundaries() {
+        assert_eq!(bounded("short", 10), ("short".to_string(), false));
+        let (cut, was_cut) = bounded("ääää", 5);
+        assert!(was_cut);
+        assert_eq!(cut, "ää");
     }
 
     #[test]

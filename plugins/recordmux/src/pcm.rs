@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use crate::gate::Piece;
+use crate::timeline::Piece;
 
 /// Interleaved PCM layout of one buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

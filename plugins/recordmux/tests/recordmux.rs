@@ -577,7 +577,10 @@ fn encoded_passthrough(block_keyframe_requests: bool) -> serde_json::Value {
             tap.static_pad("src").unwrap().add_probe(
                 gst::PadProbeType::EVENT_UPSTREAM,
                 |_, info| match info.event().map(|e| e.type_()) {
-                    Some(gst::EventType::CustomUpstream) => gst::PadProbeReturn::Drop,
+                    Some(gst::EventType::CustomUpstream) => {
+                        info.data = None;
+                        gst::PadProbeReturn::Handled
+                    }
                     _ => gst::PadProbeReturn::Ok,
                 },
             );

@@ -1,0 +1,182 @@
+//! recordmux's settings: the enums shown by gst-inspect, and the settings snapshot every
+//! other part works from.
+
+use std::path::PathBuf;
+
+use gst::glib;
+use gst::prelude::*;
+
+use crate::manifest::{self, CallMetadata};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, glib::Enum)]
+#[enum_type(name = "GstRecordMuxPauseMode")]
+pub enum PauseMode {
+    #[enum_value(
+        name = "Cut: paused media is dropped, the recording has no gap",
+        nick = "cut"
+    )]
+    Cut,
+    #[enum_value(
+        name = "Mask: paused video is black and audio silent, the recording keeps the call's timeline",
+        nick = "mask"
+    )]
+    Mask,
+}
+
+impl PauseMode {
+    pub fn gate_mode(self) -> crate::gate::PauseMode {
+        match self {
+            PauseMode::Cut => crate::gate::PauseMode::Cut,
+            PauseMode::Mask => crate::gate::PauseMode::Mask,
+        }
+    }
+
+    pub fn nick(self) -> &'static str {
+        match self {
+            PauseMode::Cut => "cut",
+            PauseMode::Mask => "mask",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, glib::Enum)]
+#[enum_type(name = "GstRecordMuxContainer")]
+pub enum Container {
+    #[enum_value(
+        name = "Fragmented MP4 (ISO BMFF): H.264/H.265 video, Opus/AAC audio",
+        nick = "mp4"
+    )]
+    Mp4,
+    #[enum_value(name = "Matroska (streamable): any codec", nick = "matroska")]
+    Matroska,
+    #[enum_value(name = "WebM (streamable): VP8/VP9 video, Opus audio", nick = "webm")]
+    Webm,
+}
+
+impl Container {
+    pub fn muxer_factory(self) -> &'static str {
+        match self {
+            Container::Mp4 => "mp4mux",
+            Container::Matroska => "matroskamux",
+            Container::Webm => "webmmux",
+        }
+    }
+
+    pub fn nick(self) -> &'static str {
+        match self {
+            Container::Mp4 => "mp4",
+            Container::Matroska => "matroska",
+            Container::Webm => "webm",
+        }
+    }
+
+    pub fn default_video_encoder(self) -> &'static str {
+        match self {
+            Container::Webm => {
+                "vp8enc deadline=1 cpu-used=8 keyframe-max-dist=60 target-bitrate=1500000"
+            }
+            _ => "x264enc tune=zerolatency speed-preset=veryfast key-int-max=60 bitrate=1500",
+        }
+    }
+
+    pub fn default_audio_encoder(self) -> &'static str {
+        "opusenc bitrate=48000"
+    }
+
+    /// Whether the container holds this encoded format as it is.
+    pub fn holds(self, name: &str, structure: &gst::StructureRef) -> bool {
+        match (self, name) {
+            (Container::Webm, "video/x-vp8" | "video/x-vp9" | "audio/x-opus") => true,
+            (Container::Webm, _) => false,
+            (_, "video/x-h264" | "video/x-h265" | "audio/x-opus") => true,
+            (_, "audio/mpeg") => structure.get::<i32>("mpegversion").ok() == Some(4),
+            (Container::Matroska, "video/x-vp8" | "video/x-vp9") => true,
+            _ => false,
+        }
+    }
+}
+
+pub const DEFAULT_FRAGMENT_DURATION_MS: u32 = 1000;
+pub const DEFAULT_MAIN_STREAM_TIMEOUT_MS: u32 = 1000;
+pub const DEFAULT_MANIFEST_INTERVAL_MS: u32 = 2000;
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub pause_mode: PauseMode,
+    pub container: Container,
+    pub fragment_duration_ms: u32,
+    pub video_encoder: Option<String>,
+    pub audio_encoder: Option<String>,
+    pub call_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub customer_reference: Option<String>,
+    pub direction: Option<String>,
+    pub queue: Option<String>,
+    pub extra_tags: Option<gst::Structure>,
+    pub manifest_location: Option<PathBuf>,
+    pub main_stream_timeout_ms: u32,
+    pub manifest_interval_ms: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            pause_mode: PauseMode::Cut,
+            container: Container::Mp4,
+            fragment_duration_ms: DEFAULT_FRAGMENT_DURATION_MS,
+            video_encoder: None,
+            audio_encoder: None,
+            call_id: None,
+            agent_id: None,
+            customer_reference: None,
+            direction: None,
+            queue: None,
+            extra_tags: None,
+            manifest_location: None,
+            main_stream_timeout_ms: DEFAULT_MAIN_STREAM_TIMEOUT_MS,
+            manifest_interval_ms: DEFAULT_MANIFEST_INTERVAL_MS,
+        }
+    }
+}
+
+impl Settings {
+    /// The call metadata for the manifest and the container tags. Values were bounded when
+    /// they were set; the free tags are bounded here (see [`Settings::tags_were_cut`]).
+    pub fn metadata(&self) -> CallMetadata {
+        let tags = self
+            .extra_tags
+            .iter()
+            .flat_map(|structure| structure.iter())
+            .take(manifest::MAX_TAGS)
+            .map(|(field, value)| {
+                let text = value.get::<String>().unwrap_or_else(|_| {
+                    value.serialize().map(|s| s.to_string()).unwrap_or_default()
+                });
+                let (field, _) = manifest::bounded(field, manifest::MAX_FIELD_BYTES);
+                let (text, _) = manifest::bounded(&text, manifest::MAX_FIELD_BYTES);
+                (field, serde_json::Value::String(text))
+            })
+            .collect();
+        CallMetadata {
+            call_id: self.call_id.clone(),
+            agent_id: self.agent_id.clone(),
+            customer_reference: self.customer_reference.clone(),
+            direction: self.direction.clone(),
+            queue: self.queue.clone(),
+            tags,
+        }
+    }
+
+    /// Whether `extra-tags` holds more than the manifest keeps.
+    pub fn tags_were_cut(&self) -> bool {
+        self.extra_tags.as_ref().is_some_and(|structure| {
+            structure.n_fields() > manifest::MAX_TAGS
+                || structure.iter().any(|(field, value)| {
+                    field.len() > manifest::MAX_FIELD_BYTES
+                        || value
+                            .get::<String>()
+                            .is_ok_and(|text| text.len() > manifest::MAX_FIELD_BYTES)
+                })
+        })
+    }
+}
