@@ -2,13 +2,16 @@
 //! with ffprobe/ffmpeg (durations, sync, keyframes, black frames, silence) and against the
 //! manifest.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use gst::prelude::*;
+use test_support::probe::{
+    audio_rms, count_frames, decode_all, luma_at, packet_spans, read_json as manifest, sha256_of,
+    video_packets,
+};
 
 const FRAME_NS: f64 = 1e9 / 30.0;
 /// Opus packs 20 ms frames: a cut can round the audio up by that much.
@@ -20,10 +23,7 @@ fn init() {
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("recordmux-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    test_support::paths::scratch(&format!("recordmux-{name}"))
 }
 
 /// A/V test sources: `seconds` of 320x240@30 moving video and a 48 kHz sine, through
@@ -129,142 +129,6 @@ fn recorded_seconds(initially: bool, switches: &[(u64, bool)], total_s: f64) -> 
         recorded += total - start;
     }
     recorded as f64 / 1e9
-}
-
-/// Per stream type ("video"/"audio"): (first pts, end of the last packet, packet count) in
-/// seconds. Fragmented MP4 packets carry no duration in ffprobe's view: the last packet lasts
-/// as long as the one before it.
-fn packet_spans(path: &Path) -> BTreeMap<String, (f64, f64, usize)> {
-    let output = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "packet=codec_type,pts_time",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .expect("ffprobe runs (package ffmpeg)");
-    let mut times: BTreeMap<String, Vec<f64>> = BTreeMap::new();
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
-        let mut fields = line.split(',');
-        if let (Some(kind), Some(Ok(pts))) = (fields.next(), fields.next().map(str::parse::<f64>)) {
-            times.entry(kind.to_string()).or_default().push(pts);
-        }
-    }
-    times
-        .into_iter()
-        .map(|(kind, mut pts)| {
-            pts.sort_by(f64::total_cmp);
-            let last = pts[pts.len() - 1];
-            let step = if pts.len() > 1 {
-                last - pts[pts.len() - 2]
-            } else {
-                0.0
-            };
-            (kind, (pts[0], last + step, pts.len()))
-        })
-        .collect()
-}
-
-/// ffmpeg decoding the video of `path` to per-frame checksums: (frames, ok, errors).
-fn decode_video(path: &Path) -> (usize, bool, String) {
-    let output = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(path)
-        .args(["-map", "0:v", "-f", "framemd5", "-"])
-        .output()
-        .unwrap();
-    let frames = String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter(|line| line.starts_with("0,"))
-        .count();
-    let errors = String::from_utf8_lossy(&output.stderr).into_owned();
-    (frames, output.status.success(), errors)
-}
-
-/// Decoded video frames, ignoring decoder complaints (a killed recording ends mid-fragment).
-fn count_frames(path: &Path) -> usize {
-    decode_video(path).0
-}
-
-/// Decodes every stream; fails on any decoder error. Returns the number of video frames.
-fn decode_all(path: &Path) -> usize {
-    let (frames, ok, errors) = decode_video(path);
-    assert!(ok && errors.trim().is_empty(), "{errors}");
-    let audio = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(path)
-        .args(["-map", "0:a?", "-f", "null", "-"])
-        .output()
-        .unwrap();
-    let errors = String::from_utf8_lossy(&audio.stderr);
-    assert!(
-        audio.status.success() && errors.trim().is_empty(),
-        "{errors}"
-    );
-    frames
-}
-
-fn manifest(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn sha256_of(path: &Path) -> String {
-    let output = Command::new("sha256sum").arg(path).output().unwrap();
-    String::from_utf8_lossy(&output.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap()
-        .to_string()
-}
-
-/// Mean luma of the frame at `seconds` (decoded and scaled to 32x24 gray).
-fn luma_at(path: &Path, seconds: f64) -> f64 {
-    let output = Command::new("ffmpeg")
-        .args(["-v", "error", "-ss", &format!("{seconds}"), "-i"])
-        .arg(path)
-        .args([
-            "-frames:v",
-            "1",
-            "-vf",
-            "scale=32:24",
-            "-pix_fmt",
-            "gray",
-            "-f",
-            "rawvideo",
-            "-",
-        ])
-        .output()
-        .unwrap();
-    assert_eq!(
-        output.stdout.len(),
-        32 * 24,
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    output.stdout.iter().map(|&v| v as f64).sum::<f64>() / output.stdout.len() as f64
-}
-
-/// RMS (0..1) of the decoded audio between `from` and `to` seconds.
-fn audio_rms(path: &Path, from: f64, to: f64) -> f64 {
-    let output = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(path)
-        .args([
-            "-map", "0:a", "-ac", "1", "-ar", "48000", "-f", "s16le", "-",
-        ])
-        .output()
-        .unwrap();
-    let samples: Vec<f64> = output
-        .stdout
-        .chunks_exact(2)
-        .map(|pair| i16::from_le_bytes([pair[0], pair[1]]) as f64 / 32768.0)
-        .collect();
-    let window = &samples[(from * 48000.0) as usize..((to * 48000.0) as usize).min(samples.len())];
-    (window.iter().map(|v| v * v).sum::<f64>() / window.len() as f64).sqrt()
 }
 
 /// Both streams cover `expected_s` seconds from 0, within a frame (and an Opus frame).
@@ -534,31 +398,6 @@ fn paused_before_the_first_buffer() {
     recording.remove();
 }
 
-/// (pts seconds, keyframe) of every video packet.
-fn video_packets(path: &Path) -> Vec<(f64, bool)> {
-    let output = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v",
-            "-show_entries",
-            "packet=pts_time,flags",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| {
-            let (pts, flags) = line.split_once(',')?;
-            Some((pts.parse().ok()?, flags.starts_with('K')))
-        })
-        .collect()
-}
-
 fn encoded_passthrough(block_keyframe_requests: bool) -> serde_json::Value {
     let dir = scratch(&format!("passthrough-{block_keyframe_requests}"));
     let (file, json) = (dir.join("call.mp4"), dir.join("call.json"));
@@ -730,6 +569,207 @@ fn killed_recording_decodes_up_to_the_last_fragment() {
     let manifest = manifest(&json);
     assert_eq!(manifest["complete"], false);
     assert!(manifest["started_utc"].is_string());
+    // Rewritten while recording: it says how much was recorded until a few seconds before
+    // the kill, not what it said at the start.
+    let recorded = manifest["recorded_duration_ns"].as_u64().unwrap() as f64 / 1e9;
+    assert!(
+        recorded >= 3.0,
+        "the manifest says only {recorded} s were recorded"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// gst-launch-1.0 with the plugins of this build.
+fn gst_launch(description: &str) -> test_support::process::ChildGuard {
+    let target = test_support::paths::target_dir();
+    assert!(
+        target.join("libgstrecordmux.so").exists(),
+        "run `cargo build --workspace` first"
+    );
+    test_support::process::ChildGuard::spawn(
+        Command::new("gst-launch-1.0")
+            .args(["-q", "-e"])
+            .args(description.split_whitespace())
+            .env("GST_PLUGIN_PATH", &target),
+    )
+}
+
+#[test]
+fn live_h264_passthrough_with_raw_audio_records_and_ends_on_eos() {
+    // Found deadlocking in 11 of 12 runs: the encoder's allocation query waited in the muxer,
+    // which waited for the audio, which waited for the video.
+    for run in 0..4 {
+        let dir = scratch(&format!("live-h264-{run}"));
+        let file = dir.join("x.mp4");
+        let mut child = gst_launch(&format!(
+            "videotestsrc is-live=true ! x264enc tune=zerolatency ! queue ! rec.video_0 \
+             audiotestsrc is-live=true ! queue ! rec.audio_0 \
+             recordmux name=rec ! filesink location={}",
+            file.display()
+        ));
+        std::thread::sleep(Duration::from_secs(3));
+        child.signal(libc::SIGINT);
+        assert!(
+            child.wait_for(Duration::from_secs(20)),
+            "run {run}: gst-launch did not end on EOS"
+        );
+        let spans = packet_spans(&file);
+        assert!(spans["video"].1 > 1.5, "run {run}: {spans:?}");
+        assert!(spans["audio"].1 > 1.5, "run {run}: {spans:?}");
+        decode_all(&file);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+#[test]
+fn h264_with_b_frames_keeps_its_timestamps_and_av_sync() {
+    for container in ["mp4", "matroska"] {
+        let dir = scratch(&format!("bframes-{container}"));
+        let (file, json) = (dir.join("call.rec"), dir.join("call.json"));
+        run(
+            &format!(
+                "recordmux name=rec container={container} manifest-location={} ! filesink location={} \
+                 videotestsrc num-buffers=150 pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1 ! \
+                 x264enc bframes=2 b-adapt=false key-int-max=30 ! identity name=vtap ! rec.video_0 \
+                 audiotestsrc num-buffers=250 samplesperbuffer=960 ! audio/x-raw,rate=48000 ! rec.audio_0",
+                json.display(),
+                file.display()
+            ),
+            &[(1000, false), (2000, true)],
+            |_| (),
+        );
+        let streams = test_support::probe::stream_times(&file);
+        let start = |kind: &str| {
+            streams
+                .iter()
+                .find(|(k, _, _)| k == kind)
+                .map(|(_, start, _)| *start)
+                .unwrap()
+        };
+        // Found as a duration of 1431655 s; and shown 66 ms after the audio.
+        let spans = packet_spans(&file);
+        assert!(spans["video"].1 < 10.0, "{container}: {spans:?}");
+        if container == "mp4" {
+            let video = streams.iter().find(|(kind, _, _)| kind == "video").unwrap();
+            assert!(video.2 < 10.0, "{container}: video lasts {} s", video.2);
+        }
+        assert!(
+            (start("video") - start("audio")).abs() < 0.025,
+            "{container}: video starts at {} and audio at {}",
+            start("video"),
+            start("audio")
+        );
+        let manifest = manifest(&json);
+        let recorded = manifest["recorded_duration_ns"].as_u64().unwrap() as f64 / 1e9;
+        assert!((recorded - 4.0).abs() < 0.2, "{recorded}");
+        let frames = decode_all(&file);
+        assert!(
+            (110..=120).contains(&frames),
+            "{container}: {frames} frames"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
+
+#[test]
+fn audio_starting_after_the_video_stays_in_sync_in_mp4() {
+    // mp4mux 1.22 starts every fragmented track at 0; recordmux puts the audio back at 0.5 s.
+    let dir = scratch("late-audio");
+    let file = dir.join("call.mp4");
+    run(
+        &format!(
+            "recordmux name=rec ! filesink location={} \
+             videotestsrc num-buffers=90 ! video/x-raw,width=320,height=240,framerate=30/1 ! rec.video_0 \
+             audiotestsrc num-buffers=100 samplesperbuffer=960 timestamp-offset=500000000 ! audio/x-raw,rate=48000 ! rec.audio_0",
+            file.display()
+        ),
+        &[],
+        |_| (),
+    );
+    let streams = test_support::probe::stream_times(&file);
+    let audio = streams.iter().find(|(kind, _, _)| kind == "audio").unwrap();
+    assert!((audio.1 - 0.5).abs() < 0.025, "{streams:?}");
+    assert!(luma_at(&file, 0.1) > 20.0);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_sink_that_refuses_data_makes_the_manifest_say_so() {
+    // As encryptedfilesink on a full disk: the manifest must not say complete with a hash
+    // of bytes that never reached the file.
+    init();
+    let dir = scratch("sink-refuses");
+    let json = dir.join("call.json");
+    let pipeline = gst::parse::launch(&format!(
+        "recordmux name=rec manifest-location={} ! identity error-after=3 ! fakesink {}",
+        json.display(),
+        av_sources(3)
+    ))
+    .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let message = pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(60),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .unwrap();
+    assert!(matches!(message.view(), gst::MessageView::Error(_)));
+    pipeline.set_state(gst::State::Null).unwrap();
+    let manifest = manifest(&json);
+    assert_eq!(manifest["complete"], false, "{manifest}");
+    assert!(manifest["output"]["sha256"].is_null());
+    let error = manifest["output"]["error"].as_str().unwrap();
+    assert!(error.contains("refused"), "{error}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_stalled_camera_does_not_stop_the_audio_recording() {
+    // A live call whose video stops without EOS (the customer's camera is muted): the audio
+    // goes on being recorded instead of waiting for the video forever.
+    init();
+    let dir = scratch("stalled-video");
+    let (file, json) = (dir.join("call.mkv"), dir.join("call.json"));
+    let pipeline = gst::parse::launch(&format!(
+        "recordmux name=rec container=matroska manifest-location={} ! filesink location={} \
+         videotestsrc is-live=true ! video/x-raw,width=160,height=120,framerate=30/1 ! valve name=camera drop-mode=forward-sticky-events ! rec.video_0 \
+         audiotestsrc is-live=true samplesperbuffer=480 ! audio/x-raw,rate=48000 ! queue max-size-time=5000000000 ! rec.audio_0",
+        json.display(),
+        file.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    pipeline
+        .by_name("camera")
+        .unwrap()
+        .set_property("drop", true);
+    std::thread::sleep(Duration::from_secs(4));
+    pipeline.send_event(gst::event::Eos::new());
+    let message = pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(20),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("the recording ends");
+    assert!(
+        matches!(message.view(), gst::MessageView::Eos(_)),
+        "{message:?}"
+    );
+    pipeline.set_state(gst::State::Null).unwrap();
+    let spans = packet_spans(&file);
+    assert!(spans["video"].1 < 1.5, "{spans:?}");
+    assert!(
+        spans["audio"].1 > 4.0,
+        "audio kept being recorded: {spans:?}"
+    );
+    assert_eq!(manifest(&json)["complete"], true);
     std::fs::remove_dir_all(dir).unwrap();
 }
 

@@ -483,6 +483,12 @@ fn signed_ns(value: gst::Signed<gst::ClockTime>) -> i128 {
 
 fn note_output(stream: &mut super::state::Stream, output: Option<&gst::Buffer>, base: u64) {
     if let Some(out) = output {
+        if stream.first_output.is_none() {
+            let decode = out
+                .dts_or_pts()
+                .map_or(OUTPUT_OFFSET, gst::ClockTime::nseconds);
+            stream.first_output = Some(decode.saturating_sub(OUTPUT_OFFSET));
+        }
         let start = out.pts().map_or(base, gst::ClockTime::nseconds) - base;
         let end = start + out.duration().map_or(0, gst::ClockTime::nseconds);
         stream.record.note_output(start, end);

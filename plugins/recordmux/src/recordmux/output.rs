@@ -72,6 +72,9 @@ impl RecordMux {
             .is_ok()
         {
             fix_opus_header(&mut buffer);
+            self.read_tracks(&buffer);
+        } else {
+            self.shift_fragment(&mut buffer);
         }
         let result = gst::ProxyPad::chain_default(pad, parent, buffer.clone());
         self.after_output(std::slice::from_ref(&buffer), result);
@@ -286,6 +289,47 @@ impl RecordMux {
         gst::message::Element::builder(structure)
             .src(&*self.obj())
             .build()
+    }
+}
+
+impl RecordMux {
+    /// Learns the MP4 tracks from the header.
+    fn read_tracks(&self, buffer: &gst::Buffer) {
+        let Ok(map) = buffer.map_readable() else {
+            return;
+        };
+        if let Some(tracks) = crate::isobmff::tracks(&map) {
+            self.lock_state().match_tracks(&tracks);
+        }
+    }
+
+    /// Puts a fragment's decode times where its track really starts (see `crate::isobmff`).
+    fn shift_fragment(&self, buffer: &mut gst::Buffer) {
+        let is_moof = buffer
+            .map_readable()
+            .is_ok_and(|map| map.get(4..8) == Some(b"moof"));
+        if !is_moof {
+            return;
+        }
+        let starts: Vec<(u32, u64)> = {
+            let state = self.lock_state();
+            state
+                .tracks
+                .iter()
+                .map(|&(id, _, _)| (id, state.track_start(id)))
+                .collect()
+        };
+        if starts.iter().all(|(_, start)| *start == 0) {
+            return;
+        }
+        if let Ok(mut map) = buffer.make_mut().map_writable() {
+            crate::isobmff::shift_decode_times(&mut map, |id| {
+                starts
+                    .iter()
+                    .find(|(track, _)| *track == id)
+                    .map_or(0, |(_, start)| *start)
+            });
+        }
     }
 }
 

@@ -41,6 +41,8 @@ pub struct Stream {
     pub last_keyframe_request: Option<u64>,
     /// End (running time) of the last buffer seen at the gate.
     pub position: u64,
+    /// Decode time of the first output buffer, from the output's time 0 (ns).
+    pub first_output: Option<u64>,
     pub record: StreamRecord,
 }
 
@@ -63,6 +65,7 @@ impl Stream {
             last_output_dts: None,
             last_keyframe_request: None,
             position: 0,
+            first_output: None,
             record: StreamRecord {
                 pad: name.to_string(),
                 kind: kind.name(),
@@ -83,6 +86,7 @@ impl Stream {
         self.last_output_dts = None;
         self.last_keyframe_request = None;
         self.position = 0;
+        self.first_output = None;
         self.record = self.record.restarted();
     }
 }
@@ -143,6 +147,8 @@ pub struct State {
     pub manifest_written_at: Instant,
     pub output: Output,
     pub warned_main_stalled: bool,
+    /// MP4 tracks (id, timescale) of the streams, in stream order, once the header is out.
+    pub tracks: Vec<(u32, u32, u32)>,
     /// Decode delay of the main stream's first frame (B-frames), added to every output PTS.
     pub decode_delay: u64,
     /// How late the main stream may be before the others go on without it (live), in ns.
@@ -179,6 +185,7 @@ impl State {
             manifest_written_at: Instant::now(),
             output: Output::default(),
             warned_main_stalled: false,
+            tracks: Vec::new(),
             decode_delay: 0,
             main_stream_timeout: settings.main_stream_timeout_ms as u64 * 1_000_000,
             manifest_interval: std::time::Duration::from_millis(
@@ -230,6 +237,33 @@ impl State {
     /// Output PTS of recording time 0.
     pub fn output_base(&self) -> u64 {
         super::gate_path::OUTPUT_OFFSET + self.decode_delay
+    }
+
+    /// Matches the muxer's tracks to the streams: the n-th track of a kind is the n-th stream
+    /// of that kind, in the order the pads were requested.
+    pub fn match_tracks(&mut self, tracks: &[crate::isobmff::Track]) {
+        let mut matched = Vec::new();
+        for (handler, kind) in [(*b"vide", Kind::Video), (*b"soun", Kind::Audio)] {
+            let streams = self.streams.iter().filter(|s| s.kind == kind);
+            let kind_tracks = tracks.iter().filter(|t| t.handler == handler);
+            for (track, stream) in kind_tracks.zip(streams) {
+                matched.push((track.id, track.timescale, stream.id));
+            }
+        }
+        self.tracks = matched;
+    }
+
+    /// How far track `track_id`'s decode times must move (in its timescale): where its
+    /// stream's first output is.
+    pub fn track_start(&self, track_id: u32) -> u64 {
+        self.tracks
+            .iter()
+            .find(|(id, _, _)| *id == track_id)
+            .and_then(|&(_, timescale, stream)| {
+                let first = self.stream(stream)?.first_output?;
+                Some((first as u128 * timescale as u128 / 1_000_000_000) as u64)
+            })
+            .unwrap_or(0)
     }
 
     /// The live clock's running time, if live and playing.
