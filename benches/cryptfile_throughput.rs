@@ -24,7 +24,7 @@ fn main() {
     }
     let dir = std::env::temp_dir().join(format!("cryptfile-bench-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let (identity, recipient) = gstcryptfile::format::generate_identity();
+    let (identity, recipient) = vault::keys::generate_identity();
     drop(identity);
     let block = 64 * 1024u64;
     let buffers = megabytes * 1024 * 1024 / block;

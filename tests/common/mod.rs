@@ -55,8 +55,8 @@ pub fn scratch(name: &str) -> PathBuf {
 /// Writes a key set like `vcc-vault keygen` into `dir`: key.txt (age identity), recipient.txt,
 /// vcc.key and vcc.pub (minisign).
 pub fn write_keys(dir: &Path) {
-    let (identity, recipient) = gstcryptfile::format::generate_identity();
-    let (secret, public) = gstcryptfile::format::generate_signing_keys().unwrap();
+    let (identity, recipient) = vault::keys::generate_identity();
+    let (secret, public) = vault::keys::generate_signing_keys().unwrap();
     for (name, content) in [
         ("key.txt", identity),
         ("recipient.txt", recipient),

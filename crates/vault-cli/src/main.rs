@@ -1,7 +1,7 @@
 //! `vcc-vault`: keys, signature checks, decryption and crash recovery for gst-vcc recordings.
 //!
 //!   vcc-vault keygen --out-dir keys/          age identity + minisign signing key pair
-//!   vcc-vault verify --key vcc.pub call.mp4.age
+//!   vcc-vault verify --key vcc.pub call.mp4.age [--manifest call.mp4.age.json]
 //!   vcc-vault decrypt --identity key.txt call.mp4.age -o call.mp4
 //!   vcc-vault recover --identity key.txt call.mp4.age.partial -o call.mp4
 
@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use gstcryptfile::format::{self, Unlock, VaultError};
+use vault::keys::{self, Unlock};
+use vault::{durable, read, sign};
 
 #[derive(Parser)]
 #[command(
@@ -31,13 +32,17 @@ enum Command {
         #[arg(long, default_value = ".")]
         out_dir: PathBuf,
     },
-    /// Check the minisign signature <file>.minisig with a public key.
+    /// Check the minisign signature <file>.minisig with a public key, and what it binds (the
+    /// file's name, size, SHA-256); with --manifest, also that the manifest's own signature
+    /// binds it to this recording.
     Verify {
         #[arg(long)]
         key: PathBuf,
         file: PathBuf,
+        #[arg(long)]
+        manifest: Option<PathBuf>,
     },
-    /// Decrypt a complete recording; fails on any damage.
+    /// Decrypt a complete recording; fails on any damage and then writes nothing.
     Decrypt {
         #[arg(long)]
         identity: PathBuf,
@@ -45,13 +50,18 @@ enum Command {
         #[arg(short, long)]
         output: PathBuf,
     },
-    /// Decrypt every intact chunk of a truncated (crashed) or damaged recording.
+    /// Decrypt every intact chunk of a cut (crashed) or damaged recording; damaged chunks
+    /// are reported and left as zeros so that what follows keeps its place. Fails if nothing
+    /// could be recovered.
     Recover {
         #[arg(long)]
         identity: PathBuf,
         file: PathBuf,
         #[arg(short, long)]
         output: PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -64,51 +74,86 @@ fn create_new(path: &Path) -> Result<BufWriter<File>, String> {
         .map_err(|e| format!("cannot create '{}': {e}", path.display()))
 }
 
-/// Decrypts `file` into `output`. On damage, `keep_intact_part` keeps the authenticated
-/// prefix with a warning (recovery); otherwise nothing is left and it is an error.
-fn decrypt(
-    identity: &Path,
-    file: &Path,
-    output: &Path,
-    keep_intact_part: bool,
-) -> Result<(), String> {
-    let mut out = create_new(output)?;
-    let recovery = format::recover(
+fn recover(identity: &Path, file: &Path, output: &Path, json: bool) -> Result<(), String> {
+    if output.exists() {
+        return Err(format!(
+            "'{}' exists; remove it or choose another output",
+            output.display()
+        ));
+    }
+    let temporary = durable::with_suffix(output, ".part");
+    let mut out = create_new(&temporary)?;
+    let result = read::recover(
         file,
         &Unlock::IdentityFile(identity.to_path_buf()),
         &mut out,
+        None,
     )
-    .map_err(|e: VaultError| e.to_string())?;
-    out.flush().map_err(|e| e.to_string())?;
+    .map_err(|e| e.to_string())
+    .and_then(|recovery| {
+        out.flush().map_err(|e| e.to_string())?;
+        Ok(recovery)
+    });
     drop(out);
-    match recovery.damage {
-        None => {
-            eprintln!("decrypted {} bytes to {}", recovery.bytes, output.display());
-            Ok(())
+    let recovery = match result {
+        Ok(recovery) if recovery.recovered_bytes > 0 => recovery,
+        Ok(recovery) => {
+            let _ = std::fs::remove_file(&temporary);
+            return Err(format!(
+                "nothing could be recovered from '{}' ({})",
+                file.display(),
+                if recovery.holes.is_empty() {
+                    "it holds no media".to_string()
+                } else {
+                    recovery.describe_holes()
+                }
+            ));
         }
-        Some(damage) if keep_intact_part => {
-            eprintln!(
-                "warning: {damage}\nrecovered the first {} bytes to {}; the rest is lost",
-                recovery.bytes,
-                output.display()
-            );
-            Ok(())
+        Err(error) => {
+            let _ = std::fs::remove_file(&temporary);
+            return Err(error);
         }
-        Some(damage) => {
-            let _ = std::fs::remove_file(output);
-            Err(format!(
-                "{damage}; nothing written (use `recover` to keep the intact part)"
-            ))
-        }
+    };
+    std::fs::rename(&temporary, output)
+        .map_err(|e| format!("cannot write '{}': {e}", output.display()))?;
+    if json {
+        println!(
+            "{}",
+            serde_json::json!({"file": file, "output": output, "recovery": recovery})
+        );
+    } else if recovery.holes.is_empty() {
+        eprintln!(
+            "recovered all {} bytes to {}",
+            recovery.recovered_bytes,
+            output.display()
+        );
+    } else {
+        eprintln!(
+            "warning: {} damaged or missing: {}\nrecovered {} bytes to {}{}",
+            if recovery.complete {
+                "parts"
+            } else {
+                "the end and parts"
+            },
+            recovery.describe_holes(),
+            recovery.recovered_bytes,
+            output.display(),
+            if recovery.written_bytes > recovery.recovered_bytes {
+                " (holes inside are zero-filled)"
+            } else {
+                ""
+            }
+        );
     }
+    Ok(())
 }
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Keygen { out_dir } => {
             std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
-            let (identity, recipient) = format::generate_identity();
-            let (secret, public) = format::generate_signing_keys()?;
+            let (identity, recipient) = keys::generate_identity();
+            let (secret, public) = keys::generate_signing_keys()?;
             for (name, content) in [
                 ("key.txt", identity),
                 ("recipient.txt", format!("{recipient}\n")),
@@ -124,21 +169,48 @@ fn run(cli: Cli) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Verify { key, file } => {
-            format::verify_file(&file, &key).map_err(|e| e.to_string())?;
-            println!("signature OK: {}", file.display());
+        Command::Verify {
+            key,
+            file,
+            manifest,
+        } => {
+            let binding = match &manifest {
+                Some(manifest) => sign::verify_manifest(manifest, &file, &key),
+                None => sign::verify_file(&file, &key),
+            }
+            .map_err(|e| e.to_string())?;
+            println!(
+                "signature OK: {}{} (call {}, SHA-256 {})",
+                file.display(),
+                manifest
+                    .map(|m| format!(" and its manifest {}", m.display()))
+                    .unwrap_or_default(),
+                binding.call_id.as_deref().unwrap_or("-"),
+                binding
+                    .recording_sha256
+                    .as_deref()
+                    .unwrap_or(&binding.sha256)
+            );
             Ok(())
         }
         Command::Decrypt {
             identity,
             file,
             output,
-        } => decrypt(&identity, &file, &output, false),
+        } => {
+            let bytes =
+                read::decrypt_to(&file, &Unlock::IdentityFile(identity), &output).map_err(|e| {
+                    format!("{e}; nothing written (use `recover` to keep the intact part)")
+                })?;
+            eprintln!("decrypted {bytes} bytes to {}", output.display());
+            Ok(())
+        }
         Command::Recover {
             identity,
             file,
             output,
-        } => decrypt(&identity, &file, &output, true),
+            json,
+        } => recover(&identity, &file, &output, json),
     }
 }
 

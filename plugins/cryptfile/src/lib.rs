@@ -1,9 +1,7 @@
 //! `cryptfile`: recordings encrypted at rest with age and signed with minisign.
 //!
-//! The format logic is in `format` (no GStreamer); `encryptedfilesink/imp.rs` and
+//! The format is the `vault` crate (no GStreamer); `encryptedfilesink/imp.rs` and
 //! `encryptedfilesrc/imp.rs` are glue.
-
-pub mod format;
 
 mod encryptedfilesink;
 mod encryptedfilesrc;

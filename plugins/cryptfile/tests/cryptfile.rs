@@ -26,7 +26,7 @@ impl Workspace {
         let dir = std::env::temp_dir().join(format!("cryptfile-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
-        let status = Command::new(env!("CARGO_BIN_EXE_vcc-vault"))
+        let status = Command::new(test_support::paths::built("vcc-vault"))
             .args(["keygen", "--out-dir"])
             .arg(dir.join("keys"))
             .output()
@@ -52,7 +52,7 @@ impl Drop for Workspace {
 
 /// Runs `vcc-vault <command> --identity <key.txt> <file> -o <output>`.
 fn vault(ws: &Workspace, command: &str, file: &Path, output: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_vcc-vault"))
+    Command::new(test_support::paths::built("vcc-vault"))
         .args([command, "--identity", &ws.key("key.txt")])
         .arg(file)
         .arg("-o")
@@ -190,7 +190,12 @@ fn recording_decrypts_with_age_and_verifies_with_minisign() {
         "{}",
         String::from_utf8_lossy(&output.stderr)
     );
-    assert!(String::from_utf8_lossy(&output.stdout).contains("file:call.mp4.age"));
+    // The trusted comment binds the signature to the file.
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("\"file\":\"call.mp4.age\""),
+        "{}",
+        String::from_utf8_lossy(&output.stdout)
+    );
 }
 
 #[test]
@@ -280,7 +285,7 @@ fn truncated_recording_errors_and_recovers_its_prefix() {
     assert!(output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains("warning") && stderr.contains("recovered the first"),
+        stderr.contains("warning") && stderr.contains("recovered "),
         "{stderr}"
     );
     let plain_prefix = std::fs::read(&recovered).unwrap();
@@ -391,7 +396,7 @@ fn bad_settings_are_clear_errors() {
         location.display()
     ))
     .unwrap_err();
-    assert!(error.contains("invalid recipient 'age1nope'"), "{error}");
+    assert!(error.contains("malformed age public key"), "{error}");
     let error = run(&format!(
         "videotestsrc num-buffers=1 ! encryptedfilesink location={}",
         location.display()
@@ -460,4 +465,236 @@ fn full_disk_is_a_clear_error_and_keeps_what_was_written() {
         ffprobe_frames(&recovered) > 0,
         "the part written before the disk filled decodes"
     );
+}
+
+/// Runs `vcc-vault` with arbitrary arguments.
+fn vault_cli(args: &[&str]) -> std::process::Output {
+    Command::new(test_support::paths::built("vcc-vault"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn recovery_skips_a_damaged_chunk_and_keeps_everything_after_it() {
+    // Found: recover stopped at the first damaged chunk and kept 44 % of the recording.
+    let ws = Workspace::new("skip-hole");
+    let location = record(&ws, "call.mp4.age", 150, "");
+    let mut bytes = std::fs::read(&location).unwrap();
+    let flip = bytes.len() / 3;
+    bytes[flip] ^= 1;
+    std::fs::write(&location, &bytes).unwrap();
+    let recovered = ws.path("recovered.mp4");
+    let output = vault_cli(&[
+        "recover",
+        "--identity",
+        &ws.key("key.txt"),
+        location.to_str().unwrap(),
+        "-o",
+        recovered.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let report: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let recovery = &report["recovery"];
+    assert_eq!(recovery["holes"].as_array().unwrap().len(), 1, "{report}");
+    assert_eq!(recovery["complete"], true);
+    let total = bytes.len() as f64;
+    let kept = recovery["recovered_bytes"].as_u64().unwrap() as f64;
+    assert!(kept / total > 0.9, "kept only {kept} of {total} bytes");
+}
+
+#[test]
+fn recovering_nothing_is_a_failure() {
+    let ws = Workspace::new("recover-nothing");
+    // A recording that never got past its header.
+    let location = ws.path("empty.mp4.age");
+    run(&format!(
+        "fakesrc num-buffers=0 ! encryptedfilesink location={} recipients-file={}",
+        location.display(),
+        ws.key("recipient.txt")
+    ))
+    .unwrap();
+    let output = vault(&ws, "recover", &location, &ws.path("out.mp4"));
+    assert!(
+        !output.status.success(),
+        "exit status says nothing was recovered"
+    );
+    assert!(String::from_utf8_lossy(&output.stderr).contains("nothing could be recovered"));
+    assert!(!ws.path("out.mp4").exists());
+}
+
+#[test]
+fn a_failed_decrypt_leaves_nothing_that_blocks_a_retry() {
+    let ws = Workspace::new("decrypt-retry");
+    let location = record(&ws, "call.mp4.age", 10, "");
+    let original = std::fs::read(&location).unwrap();
+    let mut broken = original.clone();
+    broken[3] ^= 0x20; // in "age-encryption.org/v1"
+    std::fs::write(&location, &broken).unwrap();
+    let output_path = ws.path("call.mp4");
+    let failed = vault(&ws, "decrypt", &location, &output_path);
+    assert!(!failed.status.success());
+    assert!(
+        !output_path.exists(),
+        "no empty output after a header error"
+    );
+    std::fs::write(&location, &original).unwrap();
+    let retried = vault(&ws, "decrypt", &location, &output_path);
+    assert!(
+        retried.status.success(),
+        "{}",
+        String::from_utf8_lossy(&retried.stderr)
+    );
+}
+
+#[test]
+fn an_empty_recipients_file_leaves_no_partial_behind() {
+    let ws = Workspace::new("empty-recipients");
+    let recipients = ws.path("nobody.txt");
+    std::fs::write(&recipients, "# nobody yet\n").unwrap();
+    let location = ws.path("call.mp4.age");
+    let error = run(&format!(
+        "videotestsrc num-buffers=1 ! encryptedfilesink location={} recipients-file={}",
+        location.display(),
+        recipients.display()
+    ))
+    .unwrap_err();
+    assert!(error.contains("holds no recipient"), "{error}");
+    assert!(!ws.path("call.mp4.age.partial").exists());
+    // The next start, with keys, is not blocked.
+    run(&format!(
+        "videotestsrc num-buffers=1 ! encryptedfilesink location={} recipients-file={}",
+        location.display(),
+        ws.key("recipient.txt")
+    ))
+    .unwrap();
+}
+
+#[test]
+fn an_identity_given_as_recipients_is_never_echoed() {
+    let ws = Workspace::new("identity-as-recipient");
+    let location = ws.path("call.mp4.age");
+    let error = run(&format!(
+        "videotestsrc num-buffers=1 ! encryptedfilesink location={} recipients-file={}",
+        location.display(),
+        ws.key("key.txt")
+    ))
+    .unwrap_err();
+    let identity = std::fs::read_to_string(ws.key("key.txt")).unwrap();
+    let secret = identity
+        .lines()
+        .find(|line| line.starts_with("AGE-SECRET-KEY-"))
+        .unwrap();
+    assert!(!error.contains(&secret[15..30]), "{error}");
+    assert!(error.contains("SECRET key"), "{error}");
+}
+
+#[test]
+fn a_file_swapped_after_the_signature_check_is_never_played() {
+    // Found: verify-key checked the signature and then opened the file again; a file
+    // swapped in between was played (7 of 30). A forged recording (encrypted to our key by
+    // anyone, not signed) is renamed over the genuine one, back and forth, while it plays.
+    let ws = Workspace::new("swap-race");
+    let genuine = record(&ws, "call.mp4.age", 30, "");
+    let genuine_copy = ws.path("genuine.copy");
+    std::fs::copy(&genuine, &genuine_copy).unwrap();
+    let forged = record(&ws, "forged.mp4.age", 90, "");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (stop, genuine, genuine_copy, forged) = (
+            stop.clone(),
+            genuine.clone(),
+            genuine_copy.clone(),
+            forged.clone(),
+        );
+        std::thread::spawn(move || {
+            let staging = genuine.with_extension("staging");
+            let mut flip = false;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let source = if flip { &forged } else { &genuine_copy };
+                std::fs::copy(source, &staging).unwrap();
+                std::fs::rename(&staging, &genuine).unwrap();
+                flip = !flip;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        })
+    };
+    let verify = format!("verify-key={}", ws.key("vcc.pub"));
+    let mut played_genuine = 0;
+    for _ in 0..30 {
+        match play(&ws, &genuine, &verify) {
+            Ok(frames) => {
+                assert_eq!(frames, 30, "a forged recording was played");
+                played_genuine += 1;
+            }
+            Err(error) => assert!(
+                error.contains("signature") || error.contains("cannot read"),
+                "{error}"
+            ),
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    swapper.join().unwrap();
+    eprintln!("played the genuine recording {played_genuine} of 30 times, never the forged one");
+}
+
+#[test]
+fn a_renamed_recording_or_a_swapped_manifest_does_not_verify() {
+    let ws = Workspace::new("bindings");
+    let key = ws.key("vcc.key");
+    let record_with_manifest = |name: &str, call: &str| {
+        let location = ws.path(name);
+        let manifest = ws.path(&format!("{name}.json"));
+        std::fs::write(
+            &manifest,
+            format!("{{\"call\":{{\"call_id\":\"{call}\"}}}}\n"),
+        )
+        .unwrap();
+        run(&format!(
+            "videotestsrc num-buffers=10 ! x264enc ! mp4mux ! encryptedfilesink location={} \
+             recipients-file={} signing-key={key} manifest={}",
+            location.display(),
+            ws.key("recipient.txt"),
+            manifest.display()
+        ))
+        .unwrap();
+        (location, manifest)
+    };
+    let (a, a_manifest) = record_with_manifest("call-a.mp4.age", "A");
+    let (b, b_manifest) = record_with_manifest("call-b.mp4.age", "B");
+    let public = ws.key("vcc.pub");
+    let verify = |file: &Path, manifest: Option<&Path>| {
+        let mut args = vec!["verify", "--key", &public, file.to_str().unwrap()];
+        if let Some(manifest) = manifest {
+            args.extend(["--manifest", manifest.to_str().unwrap()]);
+        }
+        vault_cli(&args)
+    };
+    assert!(verify(&a, Some(&a_manifest)).status.success());
+    assert!(verify(&b, Some(&b_manifest)).status.success());
+    // B's manifest (with its valid signature) next to recording A.
+    let swapped = verify(&a, Some(&b_manifest));
+    assert!(!swapped.status.success());
+    assert!(String::from_utf8_lossy(&swapped.stderr).contains("another recording"));
+    // Recording A renamed to C, together with its signature.
+    let c = ws.path("call-c.mp4.age");
+    std::fs::rename(&a, &c).unwrap();
+    std::fs::rename(
+        vault::sign::signature_path(&a),
+        vault::sign::signature_path(&c),
+    )
+    .unwrap();
+    let renamed = verify(&c, None);
+    assert!(!renamed.status.success());
+    assert!(String::from_utf8_lossy(&renamed.stderr).contains("renamed"));
+    let error = play(&ws, &c, &format!("verify-key={public}")).unwrap_err();
+    assert!(error.contains("renamed"), "{error}");
+    // The signature names the call and the recipients.
+    let comment = std::fs::read_to_string(vault::sign::signature_path(&b)).unwrap();
+    assert!(comment.contains("\"call_id\":\"B\"") && comment.contains("\"recipients\""));
 }

@@ -203,8 +203,11 @@ const FORMATS: &[gst_video::VideoFormat] = {
 };
 
 impl BackgroundFx {
-    /// Loads the model named by the settings unless it is already loaded. A failure posts
-    /// an error message and leaves no segmenter: frames are then handled per `fail-closed`.
+    /// Loads the model named by the settings unless it is already loaded. A model that
+    /// cannot be loaded leaves no segmenter: frames are then handled per `fail-closed` (the
+    /// whole frame replaced, or passed through), and the stream goes on, so this is a
+    /// WARNING with a `backgroundfx-model-unavailable` element message, never an ERROR (an
+    /// element that posts an error must stop the stream).
     fn ensure_model(&self, state: &mut State, settings: &Settings) {
         if let Some(loaded) = &state.model
             && loaded.source == settings.model
@@ -233,10 +236,27 @@ impl BackgroundFx {
                 } else {
                     "frames pass through unprocessed (fail-closed=false)"
                 };
-                gst::element_imp_error!(
+                gst::element_imp_warning!(
                     self,
                     gst::ResourceError::OpenRead,
                     ("{error}; {consequence}")
+                );
+                let structure = gst::Structure::builder("backgroundfx-model-unavailable")
+                    .field(
+                        "model",
+                        settings
+                            .model
+                            .as_ref()
+                            .map(|p| p.display().to_string())
+                            .unwrap_or_else(|| BUILTIN_MODEL_NAME.into()),
+                    )
+                    .field("error", error.to_string())
+                    .field("fail-closed", settings.fail_closed)
+                    .build();
+                let _ = self.obj().post_message(
+                    gst::message::Element::builder(structure)
+                        .src(&*self.obj())
+                        .build(),
                 );
                 None
             }

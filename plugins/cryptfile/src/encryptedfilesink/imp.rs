@@ -1,9 +1,15 @@
-//! GStreamer glue for `encryptedfilesink`; the format lives in `crate::format`.
+//! GStreamer glue for `encryptedfilesink`; the format lives in the `vault` crate.
+//!
+//! A checkpoint thread makes the recording durable every `fsync-interval`: the chunk being
+//! filled is written as the age file's final chunk and synced (see `vault::writer`), so a
+//! crash loses at most that interval (plus what the muxer still held), whatever the bitrate.
+//!
+//! Locks, in the order they may be taken: `settings`, then `state`. `checkpointer` (the
+//! thread's handle) is taken with no other lock held; the thread itself only takes `state`.
 
-use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
-use std::sync::{LazyLock, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
 use std::time::Duration;
 
 use gst::glib;
@@ -12,7 +18,10 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
-use crate::format::{self, Protection, SyncingFile, VaultError};
+use vault::keys::{self, Protection};
+use vault::sign::{self, Binding};
+use vault::writer::AgeWriter;
+use vault::{VaultError, durable};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -22,6 +31,8 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     )
 });
 
+const DEFAULT_FSYNC_INTERVAL_MS: u32 = 500;
+
 #[derive(Debug, Clone)]
 struct Settings {
     location: Option<PathBuf>,
@@ -30,6 +41,7 @@ struct Settings {
     passphrase: Option<String>,
     signing_key: Option<PathBuf>,
     manifest: Option<PathBuf>,
+    call_id: Option<String>,
     fsync_interval_ms: u32,
     overwrite: bool,
 }
@@ -43,7 +55,8 @@ impl Default for Settings {
             passphrase: None,
             signing_key: None,
             manifest: None,
-            fsync_interval_ms: 1000,
+            call_id: None,
+            fsync_interval_ms: DEFAULT_FSYNC_INTERVAL_MS,
             overwrite: false,
         }
     }
@@ -52,10 +65,13 @@ impl Default for Settings {
 struct Recording {
     location: PathBuf,
     partial: PathBuf,
-    writer: age::stream::StreamWriter<SyncingFile>,
+    writer: AgeWriter,
     signing_key: Option<minisign::SecretKey>,
     manifest: Option<PathBuf>,
-    bytes: u64,
+    call_id: Option<String>,
+    recipients: Vec<String>,
+    /// Set when a write or checkpoint failed: nothing more is accepted.
+    failed: bool,
 }
 
 #[derive(Default)]
@@ -66,10 +82,17 @@ enum State {
     Finished,
 }
 
+/// The checkpoint thread and how to stop it.
+struct Checkpointer {
+    stop: Arc<(Mutex<bool>, Condvar)>,
+    thread: std::thread::JoinHandle<()>,
+}
+
 #[derive(Default)]
 pub struct EncryptedFileSink {
     settings: Mutex<Settings>,
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
+    checkpointer: Mutex<Option<Checkpointer>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -78,18 +101,11 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn partial_path(location: &Path) -> PathBuf {
-    let mut name = location.as_os_str().to_owned();
-    name.push(".partial");
-    PathBuf::from(name)
-}
-
-fn sync_directory(path: &Path) {
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty())
-        && let Ok(dir) = File::open(dir)
-    {
-        let _ = dir.sync_all();
-    }
+/// The call id the manifest names, if it can be read.
+fn manifest_call_id(manifest: &Path) -> Option<String> {
+    let text = std::fs::read_to_string(manifest).ok()?;
+    let json: serde_json::Value = serde_json::from_str(&text).ok()?;
+    json["call"]["call_id"].as_str().map(str::to_string)
 }
 
 impl EncryptedFileSink {
@@ -100,17 +116,18 @@ impl EncryptedFileSink {
             .location
             .clone()
             .ok_or_else(|| settings_error("no location set".into()))?;
+        // Everything that can be wrong with the settings is found before any file exists.
         let protection = match &settings.passphrase {
             Some(passphrase) => Protection::Passphrase(passphrase.clone()),
             None => Protection::Recipients(
-                format::parse_recipients(&settings.recipients, settings.recipients_file.as_deref())
+                keys::parse_recipients(&settings.recipients, settings.recipients_file.as_deref())
                     .map_err(|e| settings_error(e.to_string()))?,
             ),
         };
         let signing_key = settings
             .signing_key
             .as_deref()
-            .map(format::load_signing_key)
+            .map(keys::load_signing_key)
             .transpose()
             .map_err(|e| settings_error(e.to_string()))?;
         if location.exists() && !settings.overwrite {
@@ -122,7 +139,7 @@ impl EncryptedFileSink {
                 )
             ));
         }
-        let partial = partial_path(&location);
+        let partial = durable::with_suffix(&location, ".partial");
         let file = OpenOptions::new()
             .write(true)
             .create_new(true)
@@ -138,10 +155,18 @@ impl EncryptedFileSink {
                     ("cannot create '{}': {e}{hint}", partial.display())
                 )
             })?;
-        let interval = (settings.fsync_interval_ms > 0)
-            .then(|| Duration::from_millis(settings.fsync_interval_ms as u64));
-        let writer = format::encrypt(&protection, SyncingFile::new(file, interval))
-            .map_err(|e| settings_error(e.to_string()))?;
+        let writer = match AgeWriter::create(file, &protection) {
+            Ok(writer) => writer,
+            Err(error) => {
+                // Nothing was recorded: leave nothing that blocks the next start.
+                let _ = std::fs::remove_file(&partial);
+                return Err(gst::error_msg!(
+                    gst::ResourceError::OpenWrite,
+                    ("cannot start '{}': {error}", partial.display())
+                ));
+            }
+        };
+        durable::sync_directory(&partial);
         gst::info!(CAT, imp = self, "recording to {}", partial.display());
         Ok(Recording {
             location,
@@ -149,45 +174,130 @@ impl EncryptedFileSink {
             writer,
             signing_key,
             manifest: settings.manifest.clone(),
-            bytes: 0,
+            call_id: settings.call_id.clone(),
+            recipients: protection.fingerprints(),
+            failed: false,
         })
     }
 
-    /// Completes the age stream, makes it durable, renames it into place and signs it.
+    /// Completes the age stream, makes it durable, renames it into place and signs it (and
+    /// the manifest, bound to the recording).
     fn finish(&self, recording: Recording) -> Result<(), VaultError> {
         let write_error = |source| VaultError::Write {
             path: recording.partial.clone(),
             source,
         };
-        let file = recording.writer.finish().map_err(write_error)?;
-        file.finish().map_err(write_error)?;
+        let (_file, finished) = recording.writer.finish().map_err(write_error)?;
         std::fs::rename(&recording.partial, &recording.location).map_err(|source| {
             VaultError::Write {
                 path: recording.location.clone(),
                 source,
             }
         })?;
-        sync_directory(&recording.location);
+        durable::sync_directory(&recording.location);
         if let Some(key) = &recording.signing_key {
-            let name = recording
-                .location
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let comment = format!("file:{name} plaintext-bytes:{}", recording.bytes);
-            format::sign_file(&recording.location, key, &comment)?;
+            let manifest_call = recording.manifest.as_deref().and_then(manifest_call_id);
+            if let (Some(set), Some(named)) = (&recording.call_id, &manifest_call)
+                && set != named
+            {
+                gst::warning!(
+                    CAT,
+                    imp = self,
+                    "call-id '{set}' differs from the manifest's '{named}': signing with '{set}'"
+                );
+            }
+            let call_id = recording.call_id.clone().or(manifest_call);
+            let signed = sign::sign_file(
+                &recording.location,
+                key,
+                Binding {
+                    call_id: call_id.clone(),
+                    recipients: recording.recipients.clone(),
+                    ..Binding::new("recording")
+                },
+            )?;
             if let Some(manifest) = &recording.manifest {
-                format::sign_file(manifest, key, &format!("manifest-of:{name}"))?;
+                sign::sign_file(
+                    manifest,
+                    key,
+                    Binding {
+                        call_id,
+                        recipients: recording.recipients.clone(),
+                        recording: Some(signed.file.clone()),
+                        recording_sha256: Some(signed.sha256.clone()),
+                        ..Binding::new("manifest")
+                    },
+                )?;
             }
         }
         gst::info!(
             CAT,
             imp = self,
-            "finished {} ({} bytes of media)",
+            "finished {} ({} bytes of media, SHA-256 {})",
             recording.location.display(),
-            recording.bytes
+            finished.plaintext_bytes,
+            finished.sha256
         );
         Ok(())
+    }
+
+    /// Starts the thread that checkpoints the recording every `interval`.
+    fn start_checkpointer(&self, interval: Duration) {
+        let stop = Arc::new((Mutex::new(false), Condvar::new()));
+        let state = self.state.clone();
+        let element = self.obj().downgrade();
+        let thread_stop = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("encryptedfilesink-checkpoint".into())
+            .spawn(move || {
+                let (stopped, wake) = &*thread_stop;
+                let mut stopped_guard = lock(stopped);
+                loop {
+                    stopped_guard = wake
+                        .wait_timeout(stopped_guard, interval)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                    if *stopped_guard {
+                        return;
+                    }
+                    let failure = {
+                        let mut state = lock(&state);
+                        match &mut *state {
+                            State::Recording(recording)
+                                if !recording.failed && recording.writer.is_dirty() =>
+                            {
+                                match recording.writer.checkpoint() {
+                                    Ok(_) => None,
+                                    Err(error) => {
+                                        recording.failed = true;
+                                        Some(format!(
+                                            "cannot make '{}' durable: {error}; the {} bytes recorded up to the last checkpoint stay in it and `vcc-vault recover` reads them",
+                                            recording.partial.display(),
+                                            recording.writer.plaintext_bytes()
+                                        ))
+                                    }
+                                }
+                            }
+                            _ => None,
+                        }
+                    };
+                    if let (Some(message), Some(element)) = (failure, element.upgrade()) {
+                        gst::element_error!(element, gst::ResourceError::Write, ("{message}"));
+                    }
+                }
+            })
+            .expect("can start a thread");
+        *lock(&self.checkpointer) = Some(Checkpointer { stop, thread });
+    }
+
+    fn stop_checkpointer(&self) {
+        let checkpointer = lock(&self.checkpointer).take();
+        if let Some(checkpointer) = checkpointer {
+            let (stopped, wake) = &*checkpointer.stop;
+            *lock(stopped) = true;
+            wake.notify_all();
+            let _ = checkpointer.thread.join();
+        }
     }
 }
 
@@ -221,7 +331,7 @@ impl ObjectImpl for EncryptedFileSink {
                     .build(),
                 glib::ParamSpecString::builder("recipients-file")
                     .nick("Recipients file")
-                    .blurb("File of age public keys, one per line, # comments (as age -R reads)")
+                    .blurb("File of age public keys, one per line, # comments (as age -R reads); an empty file is an error")
                     .flags(ready)
                     .build(),
                 glib::ParamSpecString::builder("passphrase")
@@ -231,18 +341,23 @@ impl ObjectImpl for EncryptedFileSink {
                     .build(),
                 glib::ParamSpecString::builder("signing-key")
                     .nick("Signing key")
-                    .blurb("Unencrypted minisign secret key: at EOS, <location>.minisig (and the manifest's) are written")
+                    .blurb("Unencrypted minisign secret key: at EOS, <location>.minisig (and the manifest's) are written; their trusted comments bind file name, size, SHA-256, call id and recipients")
                     .flags(ready)
                     .build(),
                 glib::ParamSpecString::builder("manifest")
                     .nick("Manifest")
-                    .blurb("A file written beside the recording (e.g. recordmux's JSON manifest) to sign too at EOS")
+                    .blurb("A file written beside the recording (e.g. recordmux's JSON manifest) to sign too at EOS, bound to the recording's SHA-256")
                     .flags(ready | gst::PARAM_FLAG_MUTABLE_PLAYING)
+                    .build(),
+                glib::ParamSpecString::builder("call-id")
+                    .nick("Call ID")
+                    .blurb("Call the recording belongs to, bound into its signature (default: the manifest's call id)")
+                    .flags(ready)
                     .build(),
                 glib::ParamSpecUInt::builder("fsync-interval")
                     .nick("fsync interval")
-                    .blurb("Milliseconds between fsyncs of the written data (0 = only at EOS); a crash loses at most this plus one 64 KiB chunk")
-                    .default_value(1000)
+                    .blurb("Milliseconds between checkpoints: the data so far is written as a complete age file and synced (0 = only at EOS). A crash loses at most this (plus what the muxer still held), at any bitrate")
+                    .default_value(DEFAULT_FSYNC_INTERVAL_MS)
                     .flags(ready)
                     .build(),
                 glib::ParamSpecBoolean::builder("overwrite")
@@ -257,37 +372,29 @@ impl ObjectImpl for EncryptedFileSink {
     }
 
     fn set_property(&self, _id: usize, value: &glib::Value, pspec: &glib::ParamSpec) {
-        let mut settings = lock(&self.settings);
-        let path = || {
+        let text = || {
             value
                 .get::<Option<String>>()
                 .expect("type checked upstream")
                 .filter(|s| !s.is_empty())
-                .map(PathBuf::from)
         };
+        let mut settings = lock(&self.settings);
         match pspec.name() {
-            "location" => settings.location = path(),
-            "recipients" => {
-                settings.recipients = value
-                    .get::<Option<String>>()
-                    .expect("type checked upstream")
-                    .unwrap_or_default()
-            }
-            "recipients-file" => settings.recipients_file = path(),
-            "passphrase" => {
-                settings.passphrase = value
-                    .get::<Option<String>>()
-                    .expect("type checked upstream")
-                    .filter(|s| !s.is_empty())
-            }
-            "signing-key" => settings.signing_key = path(),
+            "location" => settings.location = text().map(PathBuf::from),
+            "recipients" => settings.recipients = text().unwrap_or_default(),
+            "recipients-file" => settings.recipients_file = text().map(PathBuf::from),
+            "passphrase" => settings.passphrase = text(),
+            "signing-key" => settings.signing_key = text().map(PathBuf::from),
             "manifest" => {
-                settings.manifest = path();
+                settings.manifest = text().map(PathBuf::from);
                 // The manifest may be set late (recordmux writes it at EOS).
+                let manifest = settings.manifest.clone();
+                drop(settings);
                 if let State::Recording(recording) = &mut *lock(&self.state) {
-                    recording.manifest = settings.manifest.clone();
+                    recording.manifest = manifest;
                 }
             }
+            "call-id" => settings.call_id = text(),
             "fsync-interval" => settings.fsync_interval_ms = value.get().expect("type checked"),
             "overwrite" => settings.overwrite = value.get().expect("type checked"),
             other => unreachable!("unknown property {other}"),
@@ -305,6 +412,7 @@ impl ObjectImpl for EncryptedFileSink {
             "passphrase" => None::<String>.to_value(),
             "signing-key" => path(&settings.signing_key),
             "manifest" => path(&settings.manifest),
+            "call-id" => settings.call_id.to_value(),
             "fsync-interval" => settings.fsync_interval_ms.to_value(),
             "overwrite" => settings.overwrite.to_value(),
             other => unreachable!("unknown property {other}"),
@@ -320,7 +428,7 @@ impl ElementImpl for EncryptedFileSink {
             gst::subclass::ElementMetadata::new(
                 "Encrypted file sink",
                 "Sink/File",
-                "Writes the stream to an age-encrypted file (X25519 recipients), atomically renamed and minisign-signed at EOS",
+                "Writes the stream to an age-encrypted file (X25519 recipients) that stays decryptable after a crash, atomically renamed and minisign-signed at EOS",
                 "gst-vcc developers",
             )
         });
@@ -348,18 +456,28 @@ impl BaseSinkImpl for EncryptedFileSink {
         let settings = lock(&self.settings).clone();
         let recording = self.open(&settings)?;
         *lock(&self.state) = State::Recording(Box::new(recording));
+        if settings.fsync_interval_ms > 0 {
+            self.start_checkpointer(Duration::from_millis(settings.fsync_interval_ms as u64));
+        }
         Ok(())
     }
 
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
-        if let State::Recording(recording) = std::mem::take(&mut *lock(&self.state)) {
-            // No EOS: leave the partial file as it is; every complete chunk in it decrypts.
+        self.stop_checkpointer();
+        if let State::Recording(mut recording) = std::mem::take(&mut *lock(&self.state)) {
+            // No EOS: make what was written durable; the partial file decrypts as it is.
+            let synced = recording.failed || recording.writer.checkpoint().is_ok();
             gst::warning!(
                 CAT,
                 imp = self,
-                "stopped without EOS: '{}' kept unfinished ({} bytes); `vcc-vault recover` reads it",
+                "stopped without EOS: '{}' kept unfinished ({} bytes{}); it decrypts with age, `vcc-vault recover` reads it",
                 recording.partial.display(),
-                recording.bytes
+                recording.writer.plaintext_bytes(),
+                if synced {
+                    ""
+                } else {
+                    ", last checkpoint failed"
+                }
             );
         }
         Ok(())
@@ -368,6 +486,7 @@ impl BaseSinkImpl for EncryptedFileSink {
     fn render(&self, buffer: &gst::Buffer) -> Result<gst::FlowSuccess, gst::FlowError> {
         let mut state = lock(&self.state);
         let State::Recording(recording) = &mut *state else {
+            drop(state);
             gst::element_imp_error!(
                 self,
                 gst::CoreError::Failed,
@@ -375,30 +494,38 @@ impl BaseSinkImpl for EncryptedFileSink {
             );
             return Err(gst::FlowError::Error);
         };
+        if recording.failed {
+            return Err(gst::FlowError::Error);
+        }
         let map = buffer.map_readable().map_err(|_| {
             gst::element_imp_error!(self, gst::CoreError::Failed, ("cannot map buffer"));
             gst::FlowError::Error
         })?;
-        if let Err(error) = recording.writer.write_all(&map) {
+        if let Err(error) = recording.writer.write(&map) {
+            recording.failed = true;
+            let (partial, bytes) = (
+                recording.partial.display().to_string(),
+                recording.writer.plaintext_bytes(),
+            );
+            drop(state);
             gst::element_imp_error!(
                 self,
                 gst::ResourceError::Write,
-                (
-                    "write to '{}' failed: {error}; the {} bytes recorded so far stay in that file and `vcc-vault recover` reads them",
-                    recording.partial.display(),
-                    recording.bytes
-                )
+                ("write to '{partial}' failed: {error}; the recording up to the last checkpoint stays in that file ({bytes} bytes given) and `vcc-vault recover` reads it")
             );
             return Err(gst::FlowError::Error);
         }
-        recording.bytes += map.len() as u64;
         Ok(gst::FlowSuccess::Ok)
     }
 
     fn event(&self, event: gst::Event) -> bool {
         if let gst::EventView::Eos(_) = event.view() {
+            self.stop_checkpointer();
             let state = std::mem::replace(&mut *lock(&self.state), State::Finished);
             if let State::Recording(recording) = state {
+                if recording.failed {
+                    return false;
+                }
                 let manifest = lock(&self.settings).manifest.clone();
                 let mut recording = *recording;
                 recording.manifest = manifest.or(recording.manifest);

@@ -1,4 +1,7 @@
-//! GStreamer glue for `encryptedfilesrc`; the format lives in `crate::format`.
+//! GStreamer glue for `encryptedfilesrc`; the format lives in the `vault` crate.
+//!
+//! With `verify-key`, the signature is checked on the same open file that is then decrypted:
+//! a file swapped for another after the check is never played.
 
 use std::path::PathBuf;
 use std::sync::{LazyLock, Mutex, MutexGuard};
@@ -9,7 +12,11 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
-use crate::format::{self, PlainReader, Unlock};
+use std::fs::File;
+use std::io::BufReader;
+
+use vault::keys::Unlock;
+use vault::read::{self, PlainReader};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -79,7 +86,7 @@ impl ObjectImpl for EncryptedFileSrc {
                     .build(),
                 glib::ParamSpecString::builder("verify-key")
                     .nick("Verify key")
-                    .blurb("minisign public key: refuse to play unless <location>.minisig is a valid signature by it")
+                    .blurb("minisign public key: refuse to play unless <location>.minisig is a valid signature by it, bound to this file's name, size and SHA-256")
                     .flags(ready)
                     .build(),
             ]
@@ -168,21 +175,31 @@ impl BaseSrcImpl for EncryptedFileSrc {
                 ));
             }
         };
+        let open_error =
+            |e: vault::VaultError| gst::error_msg!(gst::ResourceError::OpenRead, ("{e}"));
+        let mut file = File::open(&location).map_err(|e| {
+            gst::error_msg!(
+                gst::ResourceError::OpenRead,
+                ("cannot read recording '{}': {e}", location.display())
+            )
+        })?;
         if let Some(key) = &settings.verify_key {
-            format::verify_file(&location, key)
-                .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ("{e}")))?;
+            let binding =
+                vault::sign::verify_open(&mut file, &location, key).map_err(open_error)?;
             gst::info!(
                 CAT,
                 imp = self,
-                "signature of {} verified",
-                location.display()
+                "signature of {} verified (call {}, SHA-256 {})",
+                location.display(),
+                binding.call_id.as_deref().unwrap_or("-"),
+                binding.sha256
             );
         }
-        let mut reader = format::open(&location, &unlock)
-            .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ("{e}")))?;
+        // The very file descriptor that was verified.
+        let mut reader =
+            read::open_reader(BufReader::new(file), &location, &unlock).map_err(open_error)?;
         // The plaintext size comes from the file size; a truncated file makes this fail.
-        let size = format::plaintext_size(&mut reader, &location)
-            .map_err(|e| gst::error_msg!(gst::ResourceError::OpenRead, ("{e}")))?;
+        let size = read::plaintext_size(&mut reader, &location).map_err(open_error)?;
         gst::info!(
             CAT,
             imp = self,
@@ -226,7 +243,7 @@ impl BaseSrcImpl for EncryptedFileSrc {
         let wanted = (length as u64).min(opened.size - offset) as usize;
         let read = {
             let mut map = buffer.map_writable().map_err(|_| gst::FlowError::Error)?;
-            format::read_at(
+            read::read_at(
                 &mut opened.reader,
                 &opened.location,
                 offset,
