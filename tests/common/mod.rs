@@ -4,52 +4,24 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
-use std::net::UdpSocket;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, mpsc};
-use std::time::{Duration, Instant};
 
 use gst::prelude::*;
 
-/// A real media file fetched by `scripts/fetch-media.sh`.
-pub fn media(name: &str) -> PathBuf {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("media")
-        .join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run scripts/fetch-media.sh",
-        path.display()
-    );
-    path
-}
+// Each test crate uses some of these.
+#[allow(unused_imports)]
+pub use test_support::paths::{media, scratch, target_dir};
+#[allow(unused_imports)]
+pub use test_support::probe::{decoded_frames, stream_durations};
+#[allow(unused_imports)]
+pub use test_support::process::{ChildGuard, free_udp_port};
 
 /// A built example binary (`cargo test --all-targets` builds them).
 pub fn example(name: &str) -> PathBuf {
-    let path = target_dir().join("examples").join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build --examples`",
-        path.display()
-    );
-    path
-}
-
-/// `target/<profile>/`.
-pub fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    exe.parent().unwrap().parent().unwrap().to_path_buf()
-}
-
-pub fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gst-vcc-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    test_support::paths::built(&format!("examples/{name}"))
 }
 
 /// Writes a key set like `vcc-vault keygen` into `dir`: key.txt (age identity), recipient.txt,
@@ -82,68 +54,6 @@ pub fn age_decrypt(key: &Path, input: &Path, output: &Path) {
         "age could not decrypt {}",
         input.display()
     );
-}
-
-/// A UDP port nobody uses right now.
-pub fn free_udp_port() -> u16 {
-    UdpSocket::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// A child process in its own process group, killed with everything it started (a browser,
-/// say) when dropped, so a failing test leaves nothing behind.
-pub struct ChildGuard(pub Child);
-
-impl ChildGuard {
-    pub fn spawn(command: &mut Command) -> ChildGuard {
-        ChildGuard(
-            command
-                .process_group(0)
-                .spawn()
-                .unwrap_or_else(|err| panic!("{command:?}: {err}")),
-        )
-    }
-
-    /// Echoes the child's stderr (piped) to ours and waits at most `limit` for a line starting
-    /// with `prefix` (e.g. a server saying it listens).
-    pub fn wait_for_stderr_line(&mut self, prefix: &'static str, limit: Duration) {
-        let stderr = self.0.stderr.take().expect("stderr is piped");
-        let (found, seen) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[child] {line}");
-                if line.starts_with(prefix) {
-                    let _ = found.send(());
-                }
-            }
-        });
-        seen.recv_timeout(limit)
-            .unwrap_or_else(|_| panic!("no '{prefix}' line within {limit:?}"));
-    }
-
-    /// Waits at most `limit` for the process to exit by itself; returns its success.
-    pub fn wait_for(&mut self, limit: Duration) -> bool {
-        let start = Instant::now();
-        while start.elapsed() < limit {
-            if let Some(status) = self.0.try_wait().unwrap() {
-                return status.success();
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("process did not exit within {limit:?}");
-    }
-}
-
-impl Drop for ChildGuard {
-    fn drop(&mut self) {
-        // Even if the child exited, what it started may live on in its group.
-        // SAFETY: a plain syscall on the process group this guard created.
-        unsafe { libc::killpg(self.0.id() as libc::pid_t, libc::SIGKILL) };
-        let _ = self.0.wait();
-    }
 }
 
 /// ffmpeg sending `clip` as H.264 RTP (payload 96) and a tone as PCMU RTP (payload 0) in real
@@ -281,46 +191,4 @@ impl Drop for RtpReceiver {
     fn drop(&mut self) {
         let _ = self.pipeline.set_state(gst::State::Null);
     }
-}
-
-/// Decoded video frames of a media file (ffmpeg); fails on decoder errors.
-pub fn decoded_frames(path: &Path) -> usize {
-    let output = Command::new("ffmpeg")
-        .args(["-v", "error", "-i"])
-        .arg(path)
-        .args(["-map", "0:v", "-f", "framemd5", "-"])
-        .output()
-        .unwrap();
-    let errors = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success() && errors.trim().is_empty(),
-        "{errors}"
-    );
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter(|line| line.starts_with("0,"))
-        .count()
-}
-
-/// Per stream type: duration in seconds from ffprobe.
-pub fn stream_durations(path: &Path) -> Vec<(String, f64)> {
-    let output = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_type,duration",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter_map(|line| {
-            let (kind, duration) = line.split_once(',')?;
-            Some((kind.to_string(), duration.parse().ok()?))
-        })
-        .collect()
 }
