@@ -38,9 +38,16 @@ enum Command {
     Verify {
         #[arg(long)]
         key: PathBuf,
-        file: PathBuf,
+        /// The recording (with --chain: every segment of a rotating recording).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// The recording's manifest (with --chain: one per segment, any order).
         #[arg(long)]
-        manifest: Option<PathBuf>,
+        manifest: Vec<PathBuf>,
+        /// The files are the segments of one rotating recording: check the chain (each
+        /// segment once, in order, each naming the one before).
+        #[arg(long)]
+        chain: bool,
     },
     /// Decrypt a complete recording; fails on any damage and then writes nothing.
     Decrypt {
@@ -148,6 +155,64 @@ fn recover(identity: &Path, file: &Path, output: &Path, json: bool) -> Result<()
     Ok(())
 }
 
+fn verify(key: &Path, files: &[PathBuf], manifests: &[PathBuf], chain: bool) -> Result<(), String> {
+    if !chain {
+        let [file] = files else {
+            return Err("give one recording (or --chain with all segments)".into());
+        };
+        let binding = match manifests {
+            [] => sign::verify_file(file, key),
+            [manifest] => sign::verify_manifest(manifest, file, key),
+            _ => return Err("give one manifest for one recording".into()),
+        }
+        .map_err(|e| e.to_string())?;
+        println!(
+            "signature OK: {}{} (call {}, SHA-256 {})",
+            file.display(),
+            manifests
+                .first()
+                .map(|m| format!(" and its manifest {}", m.display()))
+                .unwrap_or_default(),
+            binding.call_id.as_deref().unwrap_or("-"),
+            binding
+                .recording_sha256
+                .as_deref()
+                .unwrap_or(&binding.sha256)
+        );
+        return Ok(());
+    }
+    let bindings = sign::verify_chain(files, key).map_err(|e| e.to_string())?;
+    for manifest in manifests {
+        let binding = sign::verify_file(manifest, key).map_err(|e| e.to_string())?;
+        let recording = binding
+            .recording
+            .as_deref()
+            .and_then(|name| {
+                files
+                    .iter()
+                    .find(|f| f.file_name().is_some_and(|n| n == name))
+            })
+            .ok_or_else(|| {
+                format!(
+                    "manifest '{}' describes '{}', which is not among the segments",
+                    manifest.display(),
+                    binding.recording.as_deref().unwrap_or("?")
+                )
+            })?;
+        sign::verify_manifest(manifest, recording, key).map_err(|e| e.to_string())?;
+    }
+    println!(
+        "chain OK: {} segments of call {} ({} manifests)",
+        bindings.len(),
+        bindings
+            .first()
+            .and_then(|b| b.call_id.as_deref())
+            .unwrap_or("-"),
+        manifests.len()
+    );
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
         Command::Keygen { out_dir } => {
@@ -171,28 +236,10 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Verify {
             key,
-            file,
+            files,
             manifest,
-        } => {
-            let binding = match &manifest {
-                Some(manifest) => sign::verify_manifest(manifest, &file, &key),
-                None => sign::verify_file(&file, &key),
-            }
-            .map_err(|e| e.to_string())?;
-            println!(
-                "signature OK: {}{} (call {}, SHA-256 {})",
-                file.display(),
-                manifest
-                    .map(|m| format!(" and its manifest {}", m.display()))
-                    .unwrap_or_default(),
-                binding.call_id.as_deref().unwrap_or("-"),
-                binding
-                    .recording_sha256
-                    .as_deref()
-                    .unwrap_or(&binding.sha256)
-            );
-            Ok(())
-        }
+            chain,
+        } => verify(&key, &files, &manifest, chain),
         Command::Decrypt {
             identity,
             file,

@@ -105,6 +105,7 @@ pub fn parse_recipients(inline: &str, file: Option<&Path>) -> Result<Vec<Recipie
 }
 
 /// How a recording is encrypted.
+#[derive(Clone)]
 pub enum Protection {
     Recipients(Vec<Recipient>),
     /// scrypt passphrase: for tests and development only (slow by design, and whoever can

@@ -37,6 +37,12 @@ pub struct Binding {
     pub recording: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recording_sha256: Option<String>,
+    /// For a segment of a rotating recording: its index, and the SHA-256 of the file of the
+    /// segment before (a chain a verifier walks).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub segment: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_sha256: Option<String>,
 }
 
 impl Binding {
@@ -272,6 +278,69 @@ pub fn verify_manifest(
         return Err(error("it names another call than the recording".into()));
     }
     Ok(binding)
+}
+
+/// Verifies the files of a rotating recording as one chain: every signature and binding,
+/// segments 0..n each once, each naming the SHA-256 of the one before, all of one call.
+/// Returns the bindings in segment order; the error names a missing, repeated or reordered
+/// segment.
+pub fn verify_chain(files: &[PathBuf], public_key: &Path) -> Result<Vec<Binding>, VaultError> {
+    let mut bindings = Vec::new();
+    for file in files {
+        let binding = verify_file(file, public_key)?;
+        let segment = binding.segment.ok_or_else(|| VaultError::Signature {
+            path: file.clone(),
+            message: "it is not a segment of a rotating recording".into(),
+        })?;
+        bindings.push((segment, file.clone(), binding));
+    }
+    bindings.sort_by_key(|(segment, _, _)| *segment);
+    let chain_error = |path: &Path, message: String| VaultError::Signature {
+        path: path.to_path_buf(),
+        message,
+    };
+    for (position, (segment, file, binding)) in bindings.iter().enumerate() {
+        if *segment != position as u64 {
+            return Err(chain_error(
+                file,
+                if *segment < position as u64 {
+                    format!("segment {segment} appears twice")
+                } else {
+                    format!("segment {position} is missing (this is segment {segment})")
+                },
+            ));
+        }
+        if position == 0 {
+            if binding.previous_sha256.is_some() {
+                return Err(chain_error(
+                    file,
+                    "the first segment names a previous one: the chain starts earlier".into(),
+                ));
+            }
+            continue;
+        }
+        let (_, previous_file, previous) = &bindings[position - 1];
+        if binding.previous_sha256.as_deref() != Some(previous.sha256.as_str()) {
+            return Err(chain_error(
+                file,
+                format!(
+                    "segment {segment} does not follow '{}' (it names {} as the segment before): reordered or replaced",
+                    previous_file.display(),
+                    binding.previous_sha256.as_deref().unwrap_or("none")
+                ),
+            ));
+        }
+        if binding.call_id != previous.call_id {
+            return Err(chain_error(
+                file,
+                format!("segment {segment} belongs to another call"),
+            ));
+        }
+    }
+    Ok(bindings
+        .into_iter()
+        .map(|(_, _, binding)| binding)
+        .collect())
 }
 
 /// A reader that hashes what passes through it.

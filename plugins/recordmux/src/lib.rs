@@ -11,6 +11,8 @@ pub mod gate;
 pub mod isobmff;
 pub mod manifest;
 pub mod pcm;
+pub mod rotation;
+pub mod stream_mask;
 pub mod timeline;
 
 mod recordmux;

@@ -123,6 +123,21 @@ pub struct Manifest {
     pub paused_spans: Vec<PausedSpan>,
     pub streams: Vec<StreamRecord>,
     pub output: OutputRecord,
+    /// Set when the recording rotates into segments: which one this is, and the chain.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub segment: Option<SegmentRecord>,
+}
+
+/// One segment of a rotating recording.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct SegmentRecord {
+    pub index: usize,
+    pub start_running_time_ns: u64,
+    /// Set once the next segment started.
+    pub end_running_time_ns: Option<u64>,
+    /// SHA-256 of the previous segment's output (what its manifest says), `None` for the
+    /// first: a verifier walks the chain.
+    pub previous_output_sha256: Option<String>,
 }
 
 /// At most this many bytes of a pause/resume reason are kept.

@@ -1,9 +1,26 @@
-//! Applying the gate's decisions to media payloads: cutting and silencing interleaved PCM at
-//! sample precision, and black I420 frames. No GStreamer types.
+//! Applying the gate's decisions to media payloads: keeping, silencing and leaving out
+//! interleaved PCM at sample precision, and black I420 frames. No GStreamer types.
 
 use std::ops::Range;
 
-use crate::timeline::Piece;
+/// What becomes of a part of a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fate {
+    /// Recorded as it is.
+    Keep,
+    /// Kept on the timeline, content blanked (silence, black): a masked pause, a stream
+    /// paused on its own, a DTMF tone.
+    Blank,
+    /// Left out (a cut pause, before the recording started).
+    Drop,
+}
+
+/// A part of a buffer, in running time, and its fate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Part {
+    pub span: Range<u64>,
+    pub fate: Fate,
+}
 
 /// Interleaved PCM layout of one buffer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,38 +47,21 @@ impl PcmLayout {
         self.offset(start, span.start, bytes)..self.offset(start, span.end, bytes)
     }
 
-    /// The recorded pieces of `data` (which starts at running time `start`), concatenated.
-    pub fn cut(&self, data: &[u8], start: u64, pieces: &[Piece]) -> Vec<u8> {
+    /// `data` (which starts at running time `start`) as `parts` say: kept parts as they are,
+    /// blanked parts silent (signed PCM: zero is silence), dropped parts left out; parts in
+    /// order.
+    pub fn render(&self, data: &[u8], start: u64, parts: &[Part]) -> Vec<u8> {
         let mut out = Vec::with_capacity(data.len());
-        for piece in pieces.iter().filter(|piece| piece.recorded) {
-            out.extend_from_slice(&data[self.byte_range(start, &piece.span, data.len())]);
+        for part in parts {
+            let range = self.byte_range(start, &part.span, data.len());
+            match part.fate {
+                Fate::Keep => out.extend_from_slice(&data[range]),
+                Fate::Blank => out.resize(out.len() + range.len(), 0),
+                Fate::Drop => (),
+            }
         }
         out
     }
-
-    /// `data` from the first piece on, with the paused pieces silenced (signed PCM: zero is
-    /// silence).
-    pub fn mask(&self, data: &[u8], start: u64, pieces: &[Piece]) -> Vec<u8> {
-        let Some(first) = pieces.first() else {
-            return Vec::new();
-        };
-        let from = self.offset(start, first.span.start, data.len());
-        let mut out = data[from..].to_vec();
-        for piece in pieces.iter().filter(|piece| !piece.recorded) {
-            let range = self.byte_range(start, &piece.span, data.len());
-            out[range.start - from..range.end - from].fill(0);
-        }
-        out
-    }
-}
-
-/// Whether a packet that cannot be split (encoded audio, a video frame) is kept: when its
-/// middle is recorded.
-pub fn keep_whole(span: &Range<u64>, pieces: &[Piece]) -> bool {
-    let middle = span.start + (span.end - span.start) / 2;
-    pieces
-        .iter()
-        .any(|piece| piece.recorded && piece.span.contains(&middle))
 }
 
 /// Fills I420 planes with black (Y 16, U/V 128, video range).
@@ -76,10 +76,6 @@ pub fn fill_black_i420(planes: [&mut [u8]; 3]) {
 mod tests {
     use super::*;
 
-    fn piece(span: Range<u64>, recorded: bool) -> Piece {
-        Piece { span, recorded }
-    }
-
     // 1000 Hz mono 16-bit: one frame is 1 ms = 1_000_000 ns and 2 bytes.
     const LAYOUT: PcmLayout = PcmLayout {
         rate: 1000,
@@ -88,35 +84,29 @@ mod tests {
     const MS: u64 = 1_000_000;
 
     #[test]
-    fn cut_keeps_recorded_samples_only() {
-        let data: Vec<u8> = (0..20).collect();
-        let pieces = [
-            piece(0..3 * MS, true),
-            piece(3 * MS..7 * MS, false),
-            piece(7 * MS..10 * MS, true),
+    fn render_keeps_blanks_and_drops_parts() {
+        let data: Vec<u8> = (1..=20).collect();
+        let parts = [
+            Part {
+                span: 0..2 * MS,
+                fate: Fate::Keep,
+            },
+            Part {
+                span: 2 * MS..4 * MS,
+                fate: Fate::Blank,
+            },
+            Part {
+                span: 4 * MS..6 * MS,
+                fate: Fate::Drop,
+            },
+            Part {
+                span: 6 * MS..10 * MS,
+                fate: Fate::Keep,
+            },
         ];
         assert_eq!(
-            LAYOUT.cut(&data, 0, &pieces),
-            [0, 1, 2, 3, 4, 5, 14, 15, 16, 17, 18, 19]
+            LAYOUT.render(&data, 0, &parts),
+            [1, 2, 3, 4, 0, 0, 0, 0, 13, 14, 15, 16, 17, 18, 19, 20]
         );
-        assert_eq!(LAYOUT.duration_ns(12), 6 * MS);
-    }
-
-    #[test]
-    fn mask_silences_paused_samples_and_drops_before_the_first_piece() {
-        let data = vec![7u8; 20];
-        let pieces = [piece(2 * MS..4 * MS, true), piece(4 * MS..10 * MS, false)];
-        let out = LAYOUT.mask(&data, 0, &pieces);
-        assert_eq!(out.len(), 16);
-        assert_eq!(&out[..4], &[7, 7, 7, 7]);
-        assert!(out[4..].iter().all(|&b| b == 0));
-    }
-
-    #[test]
-    fn whole_packets_follow_their_middle() {
-        let pieces = [piece(0..15, true), piece(15..20, false)];
-        assert!(keep_whole(&(0..20), &pieces));
-        let pieces = [piece(0..5, true), piece(5..20, false)];
-        assert!(!keep_whole(&(0..20), &pieces));
     }
 }

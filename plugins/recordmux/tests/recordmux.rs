@@ -90,7 +90,7 @@ fn run(description: &str, toggles: &[(u64, bool)], prepare: impl FnOnce(&gst::Bi
     let mut messages = Vec::new();
     loop {
         let message = bus
-            .timed_pop(gst::ClockTime::from_seconds(240))
+            .timed_pop(gst::ClockTime::from_seconds(60))
             .expect("pipeline finishes in time");
         match message.view() {
             gst::MessageView::Eos(_) => break,
@@ -878,4 +878,130 @@ fn bad_settings_give_clear_errors() {
         error.contains("cannot write manifest '/nonexistent-dir/call.json'"),
         "{error}"
     );
+}
+
+/// The Matroska files of `dir` whose names start with `prefix`, in name order, demuxed.
+fn demuxed_parts(dir: &Path, prefix: &str) -> Vec<(PathBuf, test_support::demux::Streams)> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            name.starts_with(prefix) && name.ends_with(".mkv")
+        })
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let streams = test_support::demux::matroska(&std::fs::read(&path).unwrap());
+            (path, streams)
+        })
+        .collect()
+}
+
+#[test]
+fn rotating_segments_add_up_to_the_unsplit_recording() {
+    // Raw media kept raw (identity "encoders") in Matroska: every frame and sample can be
+    // compared. A pause from 1.6 s to 2.4 s spans the boundary at 2 s.
+    let dir = scratch("rotation-sum");
+    let sources = "videotestsrc num-buffers=100 pattern=ball ! \
+         video/x-raw,format=I420,width=64,height=48,framerate=25/1 ! identity name=vtap ! rec.video_0 \
+         audiotestsrc num-buffers=100 samplesperbuffer=320 wave=saw freq=123 ! \
+         audio/x-raw,format=S16LE,rate=8000,channels=1 ! rec.audio_0";
+    let common = "container=matroska video-encoder=identity audio-encoder=identity call-id=rot-1";
+    let toggles = [(1600, false), (2400, true)];
+    run(
+        &format!(
+            "recordmux name=rec {common} manifest-location={dir}/whole.json ! filesink location={dir}/whole.mkv {sources}",
+            dir = dir.display()
+        ),
+        &toggles,
+        |_| (),
+    );
+    run(
+        &format!(
+            "recordmux name=rec {common} max-segment-duration=1000000000 manifest-location={dir}/part-%02d.json \
+             ! multifilesink next-file=key-unit-event location={dir}/part-%02d.mkv {sources}",
+            dir = dir.display()
+        ),
+        &toggles,
+        |_| (),
+    );
+    let whole = &demuxed_parts(&dir, "whole")[0].1;
+    let parts = demuxed_parts(&dir, "part-");
+    assert_eq!(parts.len(), 4, "a segment a second of call time");
+    let frames: Vec<&[u8]> = parts
+        .iter()
+        .flat_map(|(_, streams)| streams.video.iter().map(|s| s.data.as_slice()))
+        .collect();
+    let whole_frames: Vec<&[u8]> = whole.video.iter().map(|s| s.data.as_slice()).collect();
+    assert_eq!(frames.len(), whole_frames.len(), "frames over all segments");
+    assert!(frames == whole_frames, "the same frames in the same order");
+    let samples: Vec<u8> = parts
+        .iter()
+        .flat_map(|(_, streams)| streams.audio.iter().flat_map(|s| s.data.clone()))
+        .collect();
+    let whole_samples: Vec<u8> = whole.audio.iter().flat_map(|s| s.data.clone()).collect();
+    assert_eq!(
+        samples.len(),
+        whole_samples.len(),
+        "samples over all segments"
+    );
+    assert!(
+        samples == whole_samples,
+        "the same samples in the same order"
+    );
+    // Each file starts at 0.
+    for (path, streams) in &parts {
+        assert_eq!(streams.video[0].pts, 0, "{}", path.display());
+    }
+    // The manifests chain, and the pause across the boundary is in both.
+    let mut previous_sha: Option<String> = None;
+    for (index, (path, _)) in parts.iter().enumerate() {
+        let manifest = manifest(&dir.join(format!("part-{index:02}.json")));
+        assert_eq!(manifest["complete"], true);
+        assert_eq!(manifest["call"]["call_id"], "rot-1");
+        assert_eq!(manifest["segment"]["index"], index);
+        assert_eq!(manifest["output"]["sha256"], sha256_of(path));
+        assert_eq!(
+            manifest["segment"]["previous_output_sha256"].as_str(),
+            previous_sha.as_deref()
+        );
+        previous_sha = manifest["output"]["sha256"].as_str().map(str::to_string);
+        let spans = manifest["paused_spans"].as_array().unwrap();
+        let expected: &[(u64, u64)] = match index {
+            1 => &[(1_600_000_000, 2_000_000_000)],
+            2 => &[(2_000_000_000, 2_400_000_000)],
+            _ => &[],
+        };
+        let actual: Vec<(u64, u64)> = spans
+            .iter()
+            .map(|span| {
+                (
+                    span["start_running_time_ns"].as_u64().unwrap(),
+                    span["end_running_time_ns"].as_u64().unwrap(),
+                )
+            })
+            .collect();
+        assert_eq!(actual, expected, "segment {index}: {manifest}");
+    }
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn absurd_segment_limits_are_clamped_with_a_warning() {
+    init();
+    let rec = gst::ElementFactory::make("recordmux").build().unwrap();
+    rec.set_property("max-segment-duration", 5u64);
+    assert_eq!(rec.property::<u64>("max-segment-duration"), 1_000_000_000);
+    rec.set_property("max-segment-duration", u64::MAX);
+    assert_eq!(
+        rec.property::<u64>("max-segment-duration"),
+        24 * 3600 * 1_000_000_000
+    );
+    rec.set_property("max-segment-bytes", 1u64);
+    assert_eq!(rec.property::<u64>("max-segment-bytes"), 64 * 1024);
+    rec.set_property("max-segment-bytes", 0u64);
+    assert_eq!(rec.property::<u64>("max-segment-bytes"), 0, "0: no limit");
 }

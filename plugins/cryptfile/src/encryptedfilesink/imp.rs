@@ -4,13 +4,21 @@
 //! filled is written as the age file's final chunk and synced (see `vault::writer`), so a
 //! crash loses at most that interval (plus what the muxer still held), whatever the bitrate.
 //!
+//! A `location` with a `%d` pattern (e.g. `call-%03d.mp4.age`) makes one file per segment of
+//! a rotating recording: a downstream force-key-unit event (what recordmux sends between
+//! segments, and multifilesink's `next-file=key-unit-event` takes) finishes and signs the
+//! current file and starts the next; each file's signature names its segment and the
+//! SHA-256 of the file before it, so a verifier walks the chain.
+//!
 //! Locks, in the order they may be taken: `settings`, then `state`. `checkpointer` (the
 //! thread's handle) is taken with no other lock held; the thread itself only takes `state`.
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
+
 use std::time::Duration;
+use vault::keys::Protection;
 
 use gst::glib;
 use gst::prelude::*;
@@ -18,7 +26,7 @@ use gst::subclass::prelude::*;
 use gst_base::prelude::*;
 use gst_base::subclass::prelude::*;
 
-use vault::keys::{self, Protection};
+use vault::keys;
 use vault::sign::{self, Binding};
 use vault::writer::AgeWriter;
 use vault::{VaultError, durable};
@@ -62,14 +70,40 @@ impl Default for Settings {
     }
 }
 
-struct Recording {
+/// What every file of a recording is made with.
+#[derive(Clone)]
+struct Target {
+    /// The location, a pattern if the recording rotates.
     location: PathBuf,
-    partial: PathBuf,
-    writer: AgeWriter,
-    signing_key: Option<minisign::SecretKey>,
+    rotating: bool,
+    protection: Protection,
+    signing_key: Option<Arc<minisign::SecretKey>>,
+    /// The manifest (a pattern when rotating).
     manifest: Option<PathBuf>,
     call_id: Option<String>,
     recipients: Vec<String>,
+    overwrite: bool,
+}
+
+impl Target {
+    fn file(&self, pattern: &Path, index: u64) -> PathBuf {
+        if self.rotating {
+            PathBuf::from(segment_name(&pattern.to_string_lossy(), index as usize))
+        } else {
+            pattern.to_path_buf()
+        }
+    }
+}
+
+struct Recording {
+    target: Target,
+    /// Segment index of a rotating recording.
+    index: u64,
+    /// SHA-256 of the previous segment's file.
+    previous_sha256: Option<String>,
+    location: PathBuf,
+    partial: PathBuf,
+    writer: AgeWriter,
     /// Set when a write or checkpoint failed: nothing more is accepted.
     failed: bool,
 }
@@ -108,15 +142,37 @@ fn manifest_call_id(manifest: &Path) -> Option<String> {
     json["call"]["call_id"].as_str().map(str::to_string)
 }
 
+/// The `%d` expansion multifilesink and recordmux use.
+fn segment_name(pattern: &str, index: usize) -> String {
+    let Some(at) = pattern.find('%') else {
+        return pattern.to_string();
+    };
+    let rest = &pattern[at + 1..];
+    let digits = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    if !rest[digits..].starts_with('d') {
+        return pattern.to_string();
+    }
+    let spec = &rest[..digits];
+    let width: usize = spec.trim_start_matches('0').parse().unwrap_or(0);
+    let number = if spec.starts_with('0') {
+        format!("{index:0width$}")
+    } else {
+        format!("{index:width$}")
+    };
+    format!("{}{number}{}", &pattern[..at], &rest[digits + 1..])
+}
+
 impl EncryptedFileSink {
-    fn open(&self, settings: &Settings) -> Result<Recording, gst::ErrorMessage> {
+    /// Everything the settings say, checked before any file exists.
+    fn target(&self, settings: &Settings) -> Result<Target, gst::ErrorMessage> {
         let settings_error =
             |message: String| gst::error_msg!(gst::ResourceError::Settings, ("{message}"));
         let location = settings
             .location
             .clone()
             .ok_or_else(|| settings_error("no location set".into()))?;
-        // Everything that can be wrong with the settings is found before any file exists.
         let protection = match &settings.passphrase {
             Some(passphrase) => Protection::Passphrase(passphrase.clone()),
             None => Protection::Recipients(
@@ -129,8 +185,31 @@ impl EncryptedFileSink {
             .as_deref()
             .map(keys::load_signing_key)
             .transpose()
-            .map_err(|e| settings_error(e.to_string()))?;
-        if location.exists() && !settings.overwrite {
+            .map_err(|e| settings_error(e.to_string()))?
+            .map(Arc::new);
+        let name = location.to_string_lossy();
+        let rotating = segment_name(&name, 0) != segment_name(&name, 1);
+        Ok(Target {
+            recipients: protection.fingerprints(),
+            protection,
+            signing_key,
+            manifest: settings.manifest.clone(),
+            call_id: settings.call_id.clone(),
+            rotating,
+            location,
+            overwrite: settings.overwrite,
+        })
+    }
+
+    /// Starts file `index` of the recording.
+    fn open(
+        &self,
+        target: &Target,
+        index: u64,
+        previous_sha256: Option<String>,
+    ) -> Result<Recording, gst::ErrorMessage> {
+        let location = target.file(&target.location, index);
+        if location.exists() && !target.overwrite {
             return Err(gst::error_msg!(
                 gst::ResourceError::OpenWrite,
                 (
@@ -155,7 +234,7 @@ impl EncryptedFileSink {
                     ("cannot create '{}': {e}{hint}", partial.display())
                 )
             })?;
-        let writer = match AgeWriter::create(file, &protection) {
+        let writer = match AgeWriter::create(file, &target.protection) {
             Ok(writer) => writer,
             Err(error) => {
                 // Nothing was recorded: leave nothing that blocks the next start.
@@ -169,20 +248,19 @@ impl EncryptedFileSink {
         durable::sync_directory(&partial);
         gst::info!(CAT, imp = self, "recording to {}", partial.display());
         Ok(Recording {
+            target: target.clone(),
+            index,
+            previous_sha256,
             location,
             partial,
             writer,
-            signing_key,
-            manifest: settings.manifest.clone(),
-            call_id: settings.call_id.clone(),
-            recipients: protection.fingerprints(),
             failed: false,
         })
     }
 
     /// Completes the age stream, makes it durable, renames it into place and signs it (and
-    /// the manifest, bound to the recording).
-    fn finish(&self, recording: Recording) -> Result<(), VaultError> {
+    /// the manifest, bound to the recording). Returns the file's SHA-256.
+    fn finish(&self, recording: Recording) -> Result<String, VaultError> {
         let write_error = |source| VaultError::Write {
             path: recording.partial.clone(),
             source,
@@ -195,9 +273,15 @@ impl EncryptedFileSink {
             }
         })?;
         durable::sync_directory(&recording.location);
-        if let Some(key) = &recording.signing_key {
-            let manifest_call = recording.manifest.as_deref().and_then(manifest_call_id);
-            if let (Some(set), Some(named)) = (&recording.call_id, &manifest_call)
+        let target = &recording.target;
+        let manifest = target
+            .manifest
+            .as_deref()
+            .map(|manifest| target.file(manifest, recording.index));
+        let segment = target.rotating.then_some(recording.index);
+        if let Some(key) = &target.signing_key {
+            let manifest_call = manifest.as_deref().and_then(manifest_call_id);
+            if let (Some(set), Some(named)) = (&target.call_id, &manifest_call)
                 && set != named
             {
                 gst::warning!(
@@ -206,25 +290,28 @@ impl EncryptedFileSink {
                     "call-id '{set}' differs from the manifest's '{named}': signing with '{set}'"
                 );
             }
-            let call_id = recording.call_id.clone().or(manifest_call);
+            let call_id = target.call_id.clone().or(manifest_call);
             let signed = sign::sign_file(
                 &recording.location,
                 key,
                 Binding {
                     call_id: call_id.clone(),
-                    recipients: recording.recipients.clone(),
+                    recipients: target.recipients.clone(),
+                    segment,
+                    previous_sha256: recording.previous_sha256.clone(),
                     ..Binding::new("recording")
                 },
             )?;
-            if let Some(manifest) = &recording.manifest {
+            if let Some(manifest) = &manifest {
                 sign::sign_file(
                     manifest,
                     key,
                     Binding {
                         call_id,
-                        recipients: recording.recipients.clone(),
+                        recipients: target.recipients.clone(),
                         recording: Some(signed.file.clone()),
                         recording_sha256: Some(signed.sha256.clone()),
+                        segment,
                         ..Binding::new("manifest")
                     },
                 )?;
@@ -238,6 +325,48 @@ impl EncryptedFileSink {
             finished.plaintext_bytes,
             finished.sha256
         );
+        Ok(finished.sha256)
+    }
+
+    /// A new segment starts (downstream force-key-unit): finish the current file, start the
+    /// next.
+    fn next_segment(&self, count: Option<u32>) -> Result<(), gst::ErrorMessage> {
+        let mut state = lock(&self.state);
+        let State::Recording(recording) = &mut *state else {
+            return Ok(());
+        };
+        if !recording.target.rotating {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "a new segment, but location has no %d: appending"
+            );
+            return Ok(());
+        }
+        if recording.failed {
+            return Err(gst::error_msg!(
+                gst::ResourceError::Write,
+                (
+                    "the recording failed before segment {}",
+                    recording.index + 1
+                )
+            ));
+        }
+        let manifest = lock(&self.settings).manifest.clone();
+        let mut finishing = match std::mem::replace(&mut *state, State::Finished) {
+            State::Recording(recording) => *recording,
+            _ => unreachable!("checked above"),
+        };
+        finishing.target.manifest = manifest.or(finishing.target.manifest);
+        let target = finishing.target.clone();
+        let index = count
+            .map_or(finishing.index + 1, u64::from)
+            .max(finishing.index + 1);
+        let sha256 = self
+            .finish(finishing)
+            .map_err(|e| gst::error_msg!(gst::ResourceError::Write, ("{e}")))?;
+        let next = self.open(&target, index, Some(sha256))?;
+        *state = State::Recording(Box::new(next));
         Ok(())
     }
 
@@ -391,7 +520,7 @@ impl ObjectImpl for EncryptedFileSink {
                 let manifest = settings.manifest.clone();
                 drop(settings);
                 if let State::Recording(recording) = &mut *lock(&self.state) {
-                    recording.manifest = manifest;
+                    recording.target.manifest = manifest;
                 }
             }
             "call-id" => settings.call_id = text(),
@@ -454,7 +583,8 @@ impl ElementImpl for EncryptedFileSink {
 impl BaseSinkImpl for EncryptedFileSink {
     fn start(&self) -> Result<(), gst::ErrorMessage> {
         let settings = lock(&self.settings).clone();
-        let recording = self.open(&settings)?;
+        let target = self.target(&settings)?;
+        let recording = self.open(&target, 0, None)?;
         *lock(&self.state) = State::Recording(Box::new(recording));
         if settings.fsync_interval_ms > 0 {
             self.start_checkpointer(Duration::from_millis(settings.fsync_interval_ms as u64));
@@ -519,6 +649,13 @@ impl BaseSinkImpl for EncryptedFileSink {
     }
 
     fn event(&self, event: gst::Event) -> bool {
+        if let Ok(new_file) = gst_video::DownstreamForceKeyUnitEvent::parse(&event) {
+            if let Err(error) = self.next_segment(Some(new_file.count)) {
+                self.post_error_message(error);
+                return false;
+            }
+            return self.parent_event(event);
+        }
         if let gst::EventView::Eos(_) = event.view() {
             self.stop_checkpointer();
             let state = std::mem::replace(&mut *lock(&self.state), State::Finished);
@@ -528,7 +665,7 @@ impl BaseSinkImpl for EncryptedFileSink {
                 }
                 let manifest = lock(&self.settings).manifest.clone();
                 let mut recording = *recording;
-                recording.manifest = manifest.or(recording.manifest);
+                recording.target.manifest = manifest.or(recording.target.manifest);
                 if let Err(error) = self.finish(recording) {
                     gst::element_imp_error!(self, gst::ResourceError::Write, ("{error}"));
                     return false;

@@ -8,6 +8,10 @@
 //! encoded (other): decoder ! <raw branch>
 //! ```
 //!
+//! The head (up to and including the queue after the GATE) lives as long as the stream; the
+//! tail (the encoder) is built anew for every segment of a rotating recording, so each file
+//! starts with a keyframe and a fresh audio encoder (`segments.rs`).
+//!
 //! The capsfilters are locked to the first negotiated caps (see the gate path), so a
 //! resolution or rate change upstream is scaled/resampled instead of reaching the muxer.
 //! Encoded H.264/H.265 carries its parameter sets in band (avc3/hev1 in MP4), so a resolution
@@ -140,12 +144,59 @@ impl Recipe {
     }
 }
 
-/// The elements of a branch, not yet added to the bin.
+/// The elements of a branch's head, not yet added to the bin.
 pub struct Branch {
-    /// In order, from the request pad's target to what links to the muxer.
+    /// In order, from the request pad's target to the queue after the gate.
     pub elements: Vec<gst::Element>,
     /// The element whose source pad is the gate.
     pub gate_element: gst::Element,
+}
+
+impl Branch {
+    /// The head's last pad: the queue's source, where segments switch.
+    pub fn exit(&self) -> gst::Pad {
+        self.elements
+            .last()
+            .and_then(|queue| queue.static_pad("src"))
+            .expect("the head ends in a queue")
+    }
+}
+
+/// The per-segment end of a branch: the encoder, if the stream is encoded here.
+pub struct Tail {
+    pub elements: Vec<gst::Element>,
+}
+
+impl Tail {
+    pub fn build(recipe: &Recipe) -> Result<Tail, String> {
+        let Some(description) = &recipe.encoder else {
+            return Ok(Tail {
+                elements: Vec::new(),
+            });
+        };
+        let encoder = gst::parse::bin_from_description(description, true).map_err(|err| {
+            format!(
+                "cannot build {} encoder '{description}': {err}",
+                recipe.kind.name()
+            )
+        })?;
+        if encoder.static_pad("src").is_none() {
+            return Err("the encoder has no output pad".into());
+        }
+        Ok(Tail {
+            elements: vec![encoder.upcast()],
+        })
+    }
+
+    /// The pad the head's queue links to (`None`: straight to the muxer).
+    pub fn entry(&self) -> Option<gst::Pad> {
+        self.elements.first().and_then(|e| e.static_pad("sink"))
+    }
+
+    /// The pad that links to the muxer (`None`: the head's queue does).
+    pub fn exit(&self) -> Option<gst::Pad> {
+        self.elements.last().and_then(|e| e.static_pad("src"))
+    }
 }
 
 impl Branch {
@@ -201,18 +252,6 @@ impl Branch {
         queue.set_property("max-size-bytes", 0u32);
         queue.set_property("max-size-time", 3 * gst::ClockTime::SECOND.nseconds());
         elements.push(queue);
-        if let Some(description) = &recipe.encoder {
-            let encoder = gst::parse::bin_from_description(description, true).map_err(|err| {
-                format!(
-                    "cannot build {} encoder '{description}': {err}",
-                    recipe.kind.name()
-                )
-            })?;
-            if encoder.static_pad("src").is_none() {
-                return Err("the encoder has no output pad".into());
-            }
-            elements.push(encoder.upcast());
-        }
         Ok(Branch {
             elements,
             gate_element,

@@ -11,8 +11,9 @@
 //!    made (posting messages, adding elements, state changes, pushing events): decide under
 //!    the lock, act after it.
 //!
-//! `muxer` and `manifest_written` are leaf locks: taken with no other lock held, and nothing
-//! else is locked while they are held.
+//! `switching` (serialises preparing a segment, `segments.rs`) is taken before `state`,
+//! never while holding it. `muxer` and `manifest_written` are leaf locks: taken with no
+//! other lock held, and nothing else is locked while they are held.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Condvar, LazyLock, Mutex, MutexGuard};
@@ -22,8 +23,10 @@ use gst::prelude::*;
 use gst::subclass::prelude::*;
 
 use super::CAT;
-use super::branch::{Branch, Kind, Recipe};
-use super::settings::{Container, PauseMode, Settings};
+use super::branch::{Branch, Kind, Recipe, Tail};
+use super::settings::{
+    Container, MAX_SEGMENT_DURATION, MIN_SEGMENT_BYTES, MIN_SEGMENT_DURATION, PauseMode, Settings,
+};
 use super::state::{LiveClock, State, Stream};
 use crate::manifest::{self, bounded};
 
@@ -32,8 +35,11 @@ pub struct RecordMux {
     state: Mutex<State>,
     /// Signalled whenever the timeline moves, a stream ends, flushes or goes, or on shutdown.
     pub(super) changed: Condvar,
-    muxer: Mutex<Option<gst::Element>>,
+    /// The muxer whose output the source pad carries.
+    pub(super) muxer: Mutex<Option<gst::Element>>,
     muxer_created: AtomicBool,
+    /// Held while the next segment is prepared.
+    pub(super) switching: Mutex<()>,
     /// Sequence number of the manifest snapshot written last.
     pub(super) manifest_written: Mutex<u64>,
     pub(super) manifest_error_posted: AtomicBool,
@@ -62,6 +68,7 @@ impl ObjectSubclass for RecordMux {
             changed: Condvar::new(),
             muxer: Mutex::new(None),
             muxer_created: AtomicBool::new(false),
+            switching: Mutex::new(()),
             manifest_written: Mutex::new(0),
             manifest_error_posted: AtomicBool::new(false),
             header_buffers_left: AtomicU32::new(0),
@@ -153,6 +160,26 @@ impl RecordMux {
         }
     }
 
+    /// A muxer for the settings, configured and tagged, not yet added.
+    pub(super) fn make_muxer(
+        &self,
+        settings: &Settings,
+        name: &str,
+    ) -> Result<gst::Element, glib::BoolError> {
+        let factory = settings.container.muxer_factory();
+        let muxer = gst::ElementFactory::make(factory)
+            .name(name)
+            .build()
+            .map_err(|_| {
+                glib::bool_error!(
+                    "element '{factory}' is missing (install gstreamer1.0-plugins-good)"
+                )
+            })?;
+        configure_muxer(&muxer, settings);
+        set_container_tags(&muxer, settings);
+        Ok(muxer)
+    }
+
     /// The muxer, created on first use.
     fn ensure_muxer(&self) -> Result<gst::Element, glib::BoolError> {
         let settings = self.settings_snapshot();
@@ -161,20 +188,11 @@ impl RecordMux {
             if let Some(muxer) = &*slot {
                 return Ok(muxer.clone());
             }
-            let factory = settings.container.muxer_factory();
-            let muxer = gst::ElementFactory::make(factory)
-                .name("muxer")
-                .build()
-                .map_err(|_| {
-                    glib::bool_error!(
-                        "element '{factory}' is missing (install gstreamer1.0-plugins-good)"
-                    )
-                })?;
+            let muxer = self.make_muxer(&settings, "muxer")?;
             *slot = Some(muxer.clone());
             self.muxer_created.store(true, Ordering::Relaxed);
             muxer
         };
-        configure_muxer(&muxer, &settings);
         self.obj().add(&muxer)?;
         self.srcpad
             .set_target(Some(&muxer.static_pad("src").unwrap()))?;
@@ -221,35 +239,44 @@ impl RecordMux {
         let settings = self.settings_snapshot();
         let recipe = Recipe::for_caps(kind, caps, &settings)?;
         let branch = Branch::build(&recipe)?;
+        let tail = Tail::build(&recipe)?;
         let (ghost, mux_pad) = {
             let state = self.lock_state();
             let stream = state.stream(id).ok_or("pad was released")?;
             (stream.ghost.clone(), stream.mux_pad.clone())
         };
         let bin = self.obj();
-        for element in &branch.elements {
+        for element in branch.elements.iter().chain(&tail.elements) {
             bin.add(element).map_err(|err| err.to_string())?;
         }
         gst::Element::link_many(&branch.elements)
             .map_err(|err| format!("cannot link branch: {err}"))?;
-        let last_src = branch
-            .elements
-            .last()
-            .and_then(|last| last.static_pad("src"))
-            .ok_or("the encoder has no output pad")?;
-        last_src.link(&mux_pad).map_err(|err| {
+        let head_exit = branch.exit();
+        let refused = |err: gst::PadLinkError| {
             format!(
                 "the {} muxer refuses this stream: {err:?}",
                 settings.container.nick()
             )
-        })?;
-        for element in branch.elements.iter().rev() {
+        };
+        match (tail.entry(), tail.exit()) {
+            (Some(entry), Some(exit)) => {
+                head_exit
+                    .link(&entry)
+                    .map_err(|err| format!("cannot link the encoder: {err:?}"))?;
+                exit.link(&mux_pad).map_err(refused)?;
+            }
+            _ => {
+                head_exit.link(&mux_pad).map_err(refused)?;
+            }
+        }
+        for element in tail.elements.iter().chain(&branch.elements).rev() {
             element
                 .sync_state_with_parent()
                 .map_err(|err| err.to_string())?;
         }
         self.install_gate(id, &branch.gate_element);
         self.install_caps_guard(id, &mux_pad);
+        self.install_switch_probe(id, &head_exit);
         ghost
             .set_target(Some(&branch.elements[0].static_pad("sink").unwrap()))
             .map_err(|err| err.to_string())?;
@@ -260,6 +287,9 @@ impl RecordMux {
                 stream.record.handling = recipe.handling.name();
                 stream.record.input_caps = caps.to_string();
                 stream.elements = branch.elements;
+                stream.tail = tail.elements;
+                stream.head_exit = Some(head_exit);
+                stream.recipe = Some(recipe.clone());
             }
         }
         gst::info!(
@@ -274,7 +304,7 @@ impl RecordMux {
 
     /// Keeps the muxer on its first caps: later changes (new codec data after a resolution
     /// change) are carried in band instead; the muxer would write a broken file otherwise.
-    fn install_caps_guard(&self, id: u32, mux_pad: &gst::Pad) {
+    pub(super) fn install_caps_guard(&self, id: u32, mux_pad: &gst::Pad) {
         let element = self.obj().downgrade();
         mux_pad.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |pad, info| {
             let Some(gst::PadProbeData::Event(event)) = &info.data else {
@@ -301,34 +331,6 @@ impl RecordMux {
         });
     }
 
-    /// Writes the call metadata as container tags (title, comment with the JSON metadata).
-    fn set_container_tags(&self, settings: &Settings) {
-        let Some(muxer) = lock(&self.muxer).clone() else {
-            return;
-        };
-        let Some(setter) = muxer.dynamic_cast_ref::<gst::TagSetter>() else {
-            return;
-        };
-        let metadata = settings.metadata();
-        let mut tags = gst::TagList::new();
-        {
-            let tags = tags.get_mut().unwrap();
-            if let Some(call_id) = &metadata.call_id {
-                tags.add::<gst::tags::Title>(
-                    &format!("call {call_id}").as_str(),
-                    gst::TagMergeMode::Replace,
-                );
-            }
-            if let Some(agent_id) = &metadata.agent_id {
-                tags.add::<gst::tags::Artist>(&agent_id.as_str(), gst::TagMergeMode::Replace);
-            }
-            let json = serde_json::to_string(&metadata).unwrap_or_default();
-            tags.add::<gst::tags::Comment>(&json.as_str(), gst::TagMergeMode::Replace);
-            tags.add::<gst::tags::Description>(&json.as_str(), gst::TagMergeMode::Replace);
-        }
-        setter.merge_tags(&tags, gst::TagMergeMode::Replace);
-    }
-
     /// A metadata text as set by the integrator, bounded with a warning.
     fn bounded_setting(&self, name: &str, value: Option<String>) -> Option<String> {
         value.map(|text| {
@@ -346,6 +348,31 @@ impl RecordMux {
             text
         })
     }
+}
+
+/// Writes the call metadata as container tags (title, comment with the JSON metadata).
+fn set_container_tags(muxer: &gst::Element, settings: &Settings) {
+    let Some(setter) = muxer.dynamic_cast_ref::<gst::TagSetter>() else {
+        return;
+    };
+    let metadata = settings.metadata();
+    let mut tags = gst::TagList::new();
+    {
+        let tags = tags.get_mut().unwrap();
+        if let Some(call_id) = &metadata.call_id {
+            tags.add::<gst::tags::Title>(
+                &format!("call {call_id}").as_str(),
+                gst::TagMergeMode::Replace,
+            );
+        }
+        if let Some(agent_id) = &metadata.agent_id {
+            tags.add::<gst::tags::Artist>(&agent_id.as_str(), gst::TagMergeMode::Replace);
+        }
+        let json = serde_json::to_string(&metadata).unwrap_or_default();
+        tags.add::<gst::tags::Comment>(&json.as_str(), gst::TagMergeMode::Replace);
+        tags.add::<gst::tags::Description>(&json.as_str(), gst::TagMergeMode::Replace);
+    }
+    setter.merge_tags(&tags, gst::TagMergeMode::Replace);
 }
 
 /// Drops the event or buffer of a probe (taken and `Handled`: returning `Drop` for an event
@@ -451,6 +478,16 @@ impl ObjectImpl for RecordMux {
                     .default_value(super::settings::DEFAULT_MANIFEST_INTERVAL_MS)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecUInt64::builder("max-segment-duration")
+                    .nick("Maximum segment duration")
+                    .blurb("Split a long call into files of at most this much call time (ns, 0 = one file), at the main stream's next keyframe; each file is complete and playable, with its own manifest chained to the previous one. Needs %d in the sink's location (encryptedfilesink, multifilesink next-file=key-unit-event) and in manifest-location. Clamped to 1 s..24 h")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt64::builder("max-segment-bytes")
+                    .nick("Maximum segment bytes")
+                    .blurb("Split into files of at most about this many bytes (0 = no limit; at least 64 KiB): the split comes at the main stream's next keyframe after the limit")
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt::builder("main-stream-timeout")
                     .nick("Main stream timeout")
                     .blurb("Live pipelines: milliseconds (beyond the pipeline latency) the other streams wait for a late main stream (the first video: a muted camera, a stalled decoder) before they are recorded without it")
@@ -553,6 +590,42 @@ impl ObjectImpl for RecordMux {
             "main-stream-timeout" => {
                 settings.main_stream_timeout_ms = value.get().expect("type checked upstream")
             }
+            "max-segment-duration" => {
+                let wanted: u64 = value.get().expect("type checked upstream");
+                let clamped = match wanted {
+                    0 => 0,
+                    w => w.clamp(MIN_SEGMENT_DURATION, MAX_SEGMENT_DURATION),
+                };
+                settings.max_segment_duration = clamped;
+                drop(settings);
+                if clamped != wanted {
+                    gst::element_imp_warning!(
+                        self,
+                        gst::ResourceError::Settings,
+                        (
+                            "max-segment-duration {:.3} s is outside 1 s..24 h: using {:.0} s",
+                            wanted as f64 / 1e9,
+                            clamped as f64 / 1e9
+                        )
+                    );
+                }
+            }
+            "max-segment-bytes" => {
+                let wanted: u64 = value.get().expect("type checked upstream");
+                let clamped = match wanted {
+                    0 => 0,
+                    w => w.max(MIN_SEGMENT_BYTES),
+                };
+                settings.max_segment_bytes = clamped;
+                drop(settings);
+                if clamped != wanted {
+                    gst::element_imp_warning!(
+                        self,
+                        gst::ResourceError::Settings,
+                        ("max-segment-bytes {wanted} is too small for a file: using {clamped}")
+                    );
+                }
+            }
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -581,6 +654,8 @@ impl ObjectImpl for RecordMux {
                 .to_value(),
             "manifest-interval" => settings.manifest_interval_ms.to_value(),
             "main-stream-timeout" => settings.main_stream_timeout_ms.to_value(),
+            "max-segment-duration" => settings.max_segment_duration.to_value(),
+            "max-segment-bytes" => settings.max_segment_bytes.to_value(),
             other => unreachable!("unknown property {other}"),
         }
     }
@@ -772,7 +847,8 @@ impl ElementImpl for RecordMux {
             let _ = element.set_state(gst::State::Null);
             let _ = self.obj().remove(element);
         }
-        if let Some(muxer) = lock(&self.muxer).clone() {
+        // The pad's own muxer: a stream that ended early keeps a pad on an older segment's.
+        if let Some(muxer) = stream.mux_pad.parent_element() {
             muxer.release_request_pad(&stream.mux_pad);
         }
         let _ = stream.ghost.set_active(false);
@@ -808,8 +884,8 @@ impl ElementImpl for RecordMux {
                     .store(header_buffers, Ordering::Relaxed);
                 if let Some(muxer) = lock(&self.muxer).clone() {
                     configure_muxer(&muxer, &settings);
+                    set_container_tags(&muxer, &settings);
                 }
-                self.set_container_tags(&settings);
             }
             gst::StateChange::PausedToPlaying => {
                 let element = self.obj();

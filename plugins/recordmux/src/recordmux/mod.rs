@@ -19,6 +19,7 @@ mod branch;
 mod gate_path;
 mod imp;
 mod output;
+mod segments;
 mod settings;
 mod state;
 

@@ -109,6 +109,8 @@ impl RecordMux {
                         state.output.hasher.update(&map);
                     }
                 }
+                let bytes = state.output.hasher.bytes();
+                state.rotation.output_bytes(bytes);
             }
             Err(gst::FlowError::Flushing) => (),
             Err(error) if state.output.error.is_none() => {
@@ -162,6 +164,9 @@ impl RecordMux {
         parent: Option<&gst::Object>,
         event: gst::Event,
     ) -> bool {
+        if self.end_segment() {
+            return true;
+        }
         let snapshot = {
             let mut state = self.lock_state();
             if state.output.finished {
@@ -196,15 +201,80 @@ impl RecordMux {
         accepted
     }
 
+    /// The muxer's EOS ends a segment of a rotating recording when the next segment is
+    /// prepared: its manifest is final, the sink is told a new file starts, and the next
+    /// muxer becomes the output. Returns whether it was so.
+    fn end_segment(&self) -> bool {
+        let (snapshot, next, retired, index) = {
+            let mut state = self.lock_state();
+            if state
+                .next_muxers
+                .front()
+                .is_none_or(|next| next.index != state.output_segment + 1)
+            {
+                return false;
+            }
+            let index = state.output_segment;
+            let Some((snapshot, next, retired)) = state.finish_segment() else {
+                return false;
+            };
+            (snapshot, next, retired, index)
+        };
+        let location = snapshot.as_ref().map(|s| s.path.clone());
+        let json = snapshot.as_ref().map(|s| s.json.clone());
+        self.write_manifest(snapshot);
+        if let Some(json) = json {
+            self.post_manifest_json(json, location, Some(index));
+        }
+        gst::info!(
+            CAT,
+            imp = self,
+            "segment {index} finished, segment {} starts",
+            next.index
+        );
+        // As multifilesink's next-file=key-unit-event and encryptedfilesink take it.
+        let new_file = gst_video::DownstreamForceKeyUnitEvent::builder()
+            .all_headers(true)
+            .count(next.index as u32)
+            .build();
+        self.srcpad.push_event(new_file);
+        let header_buffers =
+            if self.settings_snapshot().container == super::settings::Container::Mp4 {
+                4
+            } else {
+                0
+            };
+        self.header_buffers_left
+            .store(header_buffers, Ordering::Relaxed);
+        self.hand_over(next, retired);
+        true
+    }
+
     /// Posts the manifest as a `recordmux-manifest` element message.
     fn post_manifest(&self) {
-        let (json, location) = {
+        let (json, location, segment) = {
             let state = self.lock_state();
-            (state.manifest.to_json(), state.manifest_location.clone())
+            (
+                state.manifest.to_json(),
+                state.manifest_location.clone(),
+                state.manifest.segment.as_ref().map(|s| s.index),
+            )
         };
+        self.post_manifest_json(json, location, segment);
+    }
+
+    fn post_manifest_json(
+        &self,
+        json: String,
+        location: Option<std::path::PathBuf>,
+        segment: Option<usize>,
+    ) {
         let mut structure = gst::Structure::builder("recordmux-manifest").field("manifest", json);
         if let Some(location) = location {
             structure = structure.field("location", location.display().to_string());
+        }
+        if let Some(segment) = segment {
+            structure = structure.field("segment", segment as u32);
         }
         let _ = self.obj().post_message(
             gst::message::Element::builder(structure.build())
@@ -249,7 +319,7 @@ impl RecordMux {
             TransitionKind::Paused => "pause",
             TransitionKind::Resumed => "resume",
         };
-        state.manifest.events.push(ManifestEvent {
+        state.events.push(ManifestEvent {
             action,
             running_time_ns: transition.running_time,
             recording_time_ns: transition.recording_time,

@@ -99,6 +99,10 @@ impl Container {
 pub const DEFAULT_FRAGMENT_DURATION_MS: u32 = 1000;
 pub const DEFAULT_MAIN_STREAM_TIMEOUT_MS: u32 = 1000;
 pub const DEFAULT_MANIFEST_INTERVAL_MS: u32 = 2000;
+/// Shortest and longest segment a rotating recording takes.
+pub const MIN_SEGMENT_DURATION: u64 = 1_000_000_000;
+pub const MAX_SEGMENT_DURATION: u64 = 24 * 3600 * 1_000_000_000;
+pub const MIN_SEGMENT_BYTES: u64 = 64 * 1024;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -116,6 +120,10 @@ pub struct Settings {
     pub manifest_location: Option<PathBuf>,
     pub main_stream_timeout_ms: u32,
     pub manifest_interval_ms: u32,
+    /// 0: no limit.
+    pub max_segment_duration: u64,
+    /// 0: no limit.
+    pub max_segment_bytes: u64,
 }
 
 impl Default for Settings {
@@ -135,11 +143,20 @@ impl Default for Settings {
             manifest_location: None,
             main_stream_timeout_ms: DEFAULT_MAIN_STREAM_TIMEOUT_MS,
             manifest_interval_ms: DEFAULT_MANIFEST_INTERVAL_MS,
+            max_segment_duration: 0,
+            max_segment_bytes: 0,
         }
     }
 }
 
 impl Settings {
+    pub fn rotation_limits(&self) -> crate::rotation::Limits {
+        crate::rotation::Limits {
+            max_duration: (self.max_segment_duration > 0).then_some(self.max_segment_duration),
+            max_bytes: (self.max_segment_bytes > 0).then_some(self.max_segment_bytes),
+        }
+    }
+
     /// The call metadata for the manifest and the container tags. Values were bounded when
     /// they were set; the free tags are bounded here (see [`Settings::tags_were_cut`]).
     pub fn metadata(&self) -> CallMetadata {
