@@ -17,7 +17,7 @@ pub mod timeline;
 
 mod recordmux;
 
-pub use recordmux::{Container, PauseMode, RecordMux};
+pub use recordmux::{Container, PauseMode, RecordMux, RecordMuxPad, VideoPreset};
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {
     recordmux::register(plugin)

@@ -68,6 +68,21 @@ pub struct StreamRecord {
     pub first_recording_time_ns: Option<u64>,
     /// End (time + duration) of this stream's last output buffer.
     pub end_recording_time_ns: Option<u64>,
+    /// Spans this stream alone was paused (masked) in.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub masked_spans: Vec<MaskedSpanRecord>,
+    /// Spans masked because DTMF tones were heard (the digits are never recorded).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dtmf_masked_spans: Vec<MaskedSpanRecord>,
+}
+
+/// A span of one stream that was masked.
+#[derive(Debug, Clone, Default, Serialize, PartialEq)]
+pub struct MaskedSpanRecord {
+    pub start_running_time_ns: u64,
+    /// `None` while still masked.
+    pub end_running_time_ns: Option<u64>,
+    pub reason: String,
 }
 
 impl StreamRecord {

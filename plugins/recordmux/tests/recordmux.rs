@@ -1005,3 +1005,163 @@ fn absurd_segment_limits_are_clamped_with_a_warning() {
     rec.set_property("max-segment-bytes", 0u64);
     assert_eq!(rec.property::<u64>("max-segment-bytes"), 0, "0: no limit");
 }
+
+#[test]
+fn one_stream_paused_alone_is_masked_while_the_others_record() {
+    // The customer's audio (audio_1) paused from 1 s to 2 s, by signal; the agent's audio
+    // (audio_0) and the video go on; then the agent's paused from 3 s to 3.5 s through its
+    // pad's `recording` property.
+    init();
+    let dir = scratch("stream-pause");
+    let (file, json) = (dir.join("call.mkv"), dir.join("call.json"));
+    let pipeline = gst::parse::launch(&format!(
+        "recordmux name=rec container=matroska manifest-location={} ! filesink location={} \
+         videotestsrc num-buffers=120 ! video/x-raw,width=160,height=120,framerate=30/1 ! identity name=vtap ! rec.video_0 \
+         audiotestsrc num-buffers=200 samplesperbuffer=960 freq=440 volume=0.5 ! audio/x-raw,rate=48000,channels=1 ! rec.audio_0 \
+         audiotestsrc num-buffers=200 samplesperbuffer=960 freq=880 volume=0.5 ! audio/x-raw,rate=48000,channels=1 ! rec.audio_1",
+        json.display(),
+        file.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let rec = pipeline.by_name("rec").unwrap();
+    let tap = pipeline.by_name("vtap").unwrap();
+    {
+        let rec = rec.clone();
+        let done = Arc::new(Mutex::new(Vec::<u64>::new()));
+        tap.static_pad("src")
+            .unwrap()
+            .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                let pts = info.buffer().unwrap().pts().unwrap().mseconds();
+                let mut done = done.lock().unwrap();
+                for at in [1000u64, 2000, 3000, 3500] {
+                    if pts >= at && !done.contains(&at) {
+                        done.push(at);
+                        match at {
+                            1000 => assert!(rec.emit_by_name::<bool>(
+                                "pause-stream",
+                                &[&"audio_1", &"customer reads card"]
+                            )),
+                            2000 => assert!(rec.emit_by_name::<bool>(
+                                "resume-stream",
+                                &[&"audio_1", &"card done"]
+                            )),
+                            3000 => rec
+                                .static_pad("audio_0")
+                                .unwrap()
+                                .set_property("recording", false),
+                            _ => rec
+                                .static_pad("audio_0")
+                                .unwrap()
+                                .set_property("recording", true),
+                        }
+                    }
+                }
+                gst::PadProbeReturn::Ok
+            });
+    }
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let message = pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(60),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .unwrap();
+    assert!(
+        matches!(message.view(), gst::MessageView::Eos(_)),
+        "{message:?}"
+    );
+    assert!(!rec.emit_by_name::<bool>("pause-stream", &[&"audio_9", &""]));
+    pipeline.set_state(gst::State::Null).unwrap();
+    let agent = test_support::probe::audio_samples(&file, 0);
+    let customer = test_support::probe::audio_samples(&file, 1);
+    let rms = test_support::probe::rms;
+    assert!(rms(&customer, 1.05, 1.95) < 0.001, "customer masked");
+    assert!(rms(&agent, 1.05, 1.95) > 0.2, "agent recorded meanwhile");
+    assert!(rms(&customer, 0.1, 0.95) > 0.2 && rms(&customer, 2.05, 2.9) > 0.2);
+    assert!(rms(&agent, 3.05, 3.45) < 0.001, "agent masked");
+    assert!(
+        rms(&customer, 3.05, 3.45) > 0.2,
+        "customer recorded meanwhile"
+    );
+    // Masking does not cut: every stream keeps the whole timeline.
+    let spans = packet_spans(&file);
+    assert!((spans["video"].1 - 4.0).abs() < 0.05, "{spans:?}");
+    let manifest = manifest(&json);
+    assert_eq!(manifest["paused_duration_ns"], 0);
+    let streams = manifest["streams"].as_array().unwrap();
+    let customer_spans = streams[2]["masked_spans"].as_array().unwrap();
+    assert_eq!(customer_spans.len(), 1, "{manifest}");
+    assert_eq!(customer_spans[0]["reason"], "customer reads card");
+    let start = customer_spans[0]["start_running_time_ns"].as_u64().unwrap();
+    let end = customer_spans[0]["end_running_time_ns"].as_u64().unwrap();
+    assert!((start as i64 - 1_000_000_000).abs() < 25_000_000, "{start}");
+    assert!((end as i64 - 2_000_000_000).abs() < 25_000_000, "{end}");
+    assert_eq!(streams[1]["masked_spans"][0]["reason"], "pad property");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// (width, height) of every decoded video frame.
+fn frame_sizes(path: &Path) -> Vec<(u32, u32)> {
+    let output = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            "v",
+            "-show_entries",
+            "frame=width,height",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let mut fields = line.split(',');
+            Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
+        })
+        .collect()
+}
+
+#[test]
+fn a_quality_preset_keeps_one_size_through_a_resolution_ramp() {
+    // A WebRTC call that starts at 320x180 while the browser's bandwidth estimate ramps up,
+    // then reaches the camera's 1280x720: with video-preset=hd the whole recording is 720p.
+    for encoded in [false, true] {
+        let dir = scratch(&format!("preset-{encoded}"));
+        let file = dir.join("call.mp4");
+        let encode = if encoded {
+            "x264enc tune=zerolatency key-int-max=30 speed-preset=ultrafast ! "
+        } else {
+            ""
+        };
+        run(
+            &format!(
+                "recordmux name=rec video-preset=hd ! filesink location={} \
+                 concat name=c ! identity name=vtap ! rec.video_0 \
+                 videotestsrc num-buffers=60 ! video/x-raw,format=I420,width=320,height=180,framerate=30/1 ! {encode}c. \
+                 videotestsrc num-buffers=60 pattern=ball ! video/x-raw,format=I420,width=1280,height=720,framerate=30/1 ! {encode}c.",
+                file.display()
+            ),
+            &[],
+            |_| (),
+        );
+        let sizes = frame_sizes(&file);
+        assert_eq!(sizes.len(), 120, "encoded={encoded}");
+        assert!(
+            sizes.iter().all(|&size| size == (1280, 720)),
+            "encoded={encoded}: {:?}",
+            sizes.iter().collect::<std::collections::BTreeSet<_>>()
+        );
+        decode_all(&file);
+        // Letterboxed, not stretched: the 16:9 input fills the frame.
+        assert!(luma_at(&file, 0.5) > 40.0);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -19,7 +19,7 @@
 
 use gst::prelude::*;
 
-use super::settings::{Container, Settings};
+use super::settings::{Container, Settings, VideoFormat};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -70,6 +70,8 @@ enum Normalise {
     Parse(&'static str),
     /// Converted to I420 / S16 and locked to the first caps.
     Raw(Kind),
+    /// Converted to I420 and scaled to a fixed size (letterboxed, the picture undistorted).
+    RawSized(VideoFormat),
 }
 
 /// What a branch is made of, decided from its first caps and the settings.
@@ -84,14 +86,24 @@ pub struct Recipe {
 }
 
 impl Recipe {
+    /// Whether the branch has a fixed size (not locked to the first caps).
+    pub fn has_fixed_size(&self) -> bool {
+        matches!(self.normalise, Normalise::RawSized(_))
+    }
+}
+
+impl Recipe {
     pub fn for_caps(kind: Kind, caps: &gst::Caps, settings: &Settings) -> Result<Recipe, String> {
         let structure = caps
             .structure(0)
             .ok_or_else(|| format!("empty caps {caps}"))?;
         let name = structure.name().as_str();
+        // A quality preset records video at one size and bitrate for the whole call,
+        // whatever the call starts at: encoded video is decoded and encoded again.
+        let fixed = settings.video_format().filter(|_| kind == Kind::Video);
         let handling = if name == "video/x-raw" || name == "audio/x-raw" {
             Handling::Encode
-        } else if settings.container.holds(name, structure) {
+        } else if settings.container.holds(name, structure) && fixed.is_none() {
             Handling::Passthrough
         } else {
             Handling::Transcode
@@ -114,14 +126,16 @@ impl Recipe {
             (Handling::Passthrough, "audio/x-opus") => Normalise::Parse("opusparse"),
             (Handling::Passthrough, "audio/mpeg") => Normalise::Parse("aacparse"),
             (Handling::Passthrough, _) => Normalise::Parse("identity"),
-            _ => Normalise::Raw(kind),
+            _ => match fixed {
+                Some(format) => Normalise::RawSized(format),
+                None => Normalise::Raw(kind),
+            },
         };
         let encoder = (handling != Handling::Passthrough).then(|| {
             let description = match kind {
-                Kind::Video => settings
-                    .video_encoder
-                    .clone()
-                    .unwrap_or_else(|| settings.container.default_video_encoder().into()),
+                Kind::Video => settings.video_encoder.clone().unwrap_or_else(|| {
+                    settings.default_video_encoder(fixed.map(|format| format.kbps))
+                }),
                 Kind::Audio => settings
                     .audio_encoder
                     .clone()
@@ -231,6 +245,20 @@ impl Branch {
                 elements.push(locked_capsfilter(
                     gst::Caps::builder("video/x-raw")
                         .field("format", "I420")
+                        .build(),
+                )?);
+            }
+            Normalise::RawSized(format) => {
+                elements.push(make("videoconvert")?);
+                let scale = make("videoscale")?;
+                scale.set_property("add-borders", true);
+                elements.push(scale);
+                elements.push(locked_capsfilter(
+                    gst::Caps::builder("video/x-raw")
+                        .field("format", "I420")
+                        .field("width", format.width as i32)
+                        .field("height", format.height as i32)
+                        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
                         .build(),
                 )?);
             }

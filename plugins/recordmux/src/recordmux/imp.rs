@@ -26,6 +26,7 @@ use super::CAT;
 use super::branch::{Branch, Kind, Recipe, Tail};
 use super::settings::{
     Container, MAX_SEGMENT_DURATION, MIN_SEGMENT_BYTES, MIN_SEGMENT_DURATION, PauseMode, Settings,
+    VideoPreset,
 };
 use super::state::{LiveClock, State, Stream};
 use crate::manifest::{self, bounded};
@@ -123,6 +124,49 @@ impl RecordMux {
         for pad in keyframe_pads {
             super::gate_path::request_keyframe(&pad);
         }
+    }
+
+    /// Pauses (`false`) or resumes (`true`) the stream of pad `name` alone: its media is
+    /// masked from the request's running time (live: the clock; otherwise where the main
+    /// stream is, as for the recording's own pauses); the recording's timeline and the other
+    /// streams go on. Returns false for an unknown pad.
+    pub(super) fn request_stream(&self, name: &str, recording: bool, reason: &str) -> bool {
+        let (reason, _) = bounded(reason, manifest::MAX_REASON_BYTES);
+        self.learn_liveness_upstream();
+        let mut state = self.lock_state();
+        let main_position = state
+            .main
+            .and_then(|main| state.stream(main))
+            .map(|main| main.position);
+        let at = state.now().or(main_position);
+        let Some(stream) = state
+            .streams
+            .iter_mut()
+            .find(|stream| stream.ghost.name() == name)
+        else {
+            drop(state);
+            gst::warning!(CAT, imp = self, "no pad '{name}' to pause or resume");
+            return false;
+        };
+        let queued = stream.mask.request(!recording, &reason, at);
+        drop(state);
+        gst::info!(
+            CAT,
+            imp = self,
+            "requested {name} recording={recording} at {} ({reason}){}",
+            at.map(gst::ClockTime::from_nseconds).display(),
+            if queued { "" } else { ": already so, ignored" }
+        );
+        true
+    }
+
+    /// What was last asked of the stream of pad `name` (the pad's `recording` property).
+    pub(super) fn stream_recording(&self, name: &str) -> Option<bool> {
+        self.lock_state()
+            .streams
+            .iter()
+            .find(|stream| stream.ghost.name() == name)
+            .map(|stream| !stream.mask.wants_masked())
     }
 
     /// Finds out whether the pipeline is live (buffer running times are capture times) by a
@@ -290,6 +334,8 @@ impl RecordMux {
                 stream.tail = tail.elements;
                 stream.head_exit = Some(head_exit);
                 stream.recipe = Some(recipe.clone());
+                // A fixed size is kept whatever the input: nothing to lock to.
+                stream.caps_locked |= recipe.has_fixed_size();
             }
         }
         gst::info!(
@@ -478,6 +524,35 @@ impl ObjectImpl for RecordMux {
                     .default_value(super::settings::DEFAULT_MANIFEST_INTERVAL_MS)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecEnum::builder_with_default("video-preset", VideoPreset::Passthrough)
+                    .nick("Video preset")
+                    .blurb("Size and bitrate video is recorded at for the whole call: passthrough (encoded video as it comes, raw at its first size), sd (640x360, 800 kbit/s), hd (1280x720, 2000 kbit/s), custom (video-width x video-height at video-bitrate). With a preset, a call that starts small while the browser ramps up is still recorded at the preset's size (letterboxed), encoded video is decoded and encoded again")
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("video-width")
+                    .nick("Video width")
+                    .blurb("Width of the custom video preset")
+                    .minimum(16)
+                    .maximum(7680)
+                    .default_value(1280)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("video-height")
+                    .nick("Video height")
+                    .blurb("Height of the custom video preset")
+                    .minimum(16)
+                    .maximum(4320)
+                    .default_value(720)
+                    .mutable_ready()
+                    .build(),
+                glib::ParamSpecUInt::builder("video-bitrate")
+                    .nick("Video bitrate")
+                    .blurb("kbit/s of the custom video preset (with the default encoder)")
+                    .minimum(16)
+                    .maximum(50_000)
+                    .default_value(2000)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt64::builder("max-segment-duration")
                     .nick("Maximum segment duration")
                     .blurb("Split a long call into files of at most this much call time (ns, 0 = one file), at the main stream's next keyframe; each file is complete and playable, with its own manifest chained to the previous one. Needs %d in the sink's location (encryptedfilesink, multifilesink next-file=key-unit-event) and in manifest-location. Clamped to 1 s..24 h")
@@ -519,7 +594,38 @@ impl ObjectImpl for RecordMux {
                     })
                     .build()
             };
-            vec![signal("pause", false), signal("resume", true)]
+            let stream_signal = |name: &'static str, recording: bool| {
+                glib::subclass::Signal::builder(name)
+                    .param_types([String::static_type(), String::static_type()])
+                    .return_type::<bool>()
+                    .action()
+                    .class_handler(move |args| {
+                        let element = args[0].get::<super::RecordMux>().expect("signal emitter");
+                        let pad = args[1]
+                            .get::<Option<String>>()
+                            .ok()
+                            .flatten()
+                            .unwrap_or_default();
+                        let reason = args[2]
+                            .get::<Option<String>>()
+                            .ok()
+                            .flatten()
+                            .unwrap_or_default();
+                        Some(
+                            element
+                                .imp()
+                                .request_stream(&pad, recording, &reason)
+                                .to_value(),
+                        )
+                    })
+                    .build()
+            };
+            vec![
+                signal("pause", false),
+                signal("resume", true),
+                stream_signal("pause-stream", false),
+                stream_signal("resume-stream", true),
+            ]
         });
         SIGNALS.as_ref()
     }
@@ -590,6 +696,10 @@ impl ObjectImpl for RecordMux {
             "main-stream-timeout" => {
                 settings.main_stream_timeout_ms = value.get().expect("type checked upstream")
             }
+            "video-preset" => settings.video_preset = value.get().expect("type checked upstream"),
+            "video-width" => settings.video_width = value.get().expect("type checked upstream"),
+            "video-height" => settings.video_height = value.get().expect("type checked upstream"),
+            "video-bitrate" => settings.video_kbps = value.get().expect("type checked upstream"),
             "max-segment-duration" => {
                 let wanted: u64 = value.get().expect("type checked upstream");
                 let clamped = match wanted {
@@ -655,6 +765,10 @@ impl ObjectImpl for RecordMux {
             "manifest-interval" => settings.manifest_interval_ms.to_value(),
             "main-stream-timeout" => settings.main_stream_timeout_ms.to_value(),
             "max-segment-duration" => settings.max_segment_duration.to_value(),
+            "video-preset" => settings.video_preset.to_value(),
+            "video-width" => settings.video_width.to_value(),
+            "video-height" => settings.video_height.to_value(),
+            "video-bitrate" => settings.video_kbps.to_value(),
             "max-segment-bytes" => settings.max_segment_bytes.to_value(),
             other => unreachable!("unknown property {other}"),
         }
@@ -718,18 +832,20 @@ impl ElementImpl for RecordMux {
                     &src,
                 )
                 .unwrap(),
-                gst::PadTemplate::new(
+                gst::PadTemplate::with_gtype(
                     "video_%u",
                     gst::PadDirection::Sink,
                     gst::PadPresence::Request,
                     &video,
+                    super::pad::RecordMuxPad::static_type(),
                 )
                 .unwrap(),
-                gst::PadTemplate::new(
+                gst::PadTemplate::with_gtype(
                     "audio_%u",
                     gst::PadDirection::Sink,
                     gst::PadPresence::Request,
                     &audio,
+                    super::pad::RecordMuxPad::static_type(),
                 )
                 .unwrap(),
             ]
@@ -767,9 +883,10 @@ impl ElementImpl for RecordMux {
             *number += 1;
             (id, format!("{}_{}", kind.name(), *number - 1))
         };
-        let ghost = gst::GhostPad::builder_from_template(templ)
+        let ghost = gst::PadBuilder::<super::pad::RecordMuxPad>::from_template(templ)
             .name(name.as_str())
-            .build();
+            .build()
+            .upcast::<gst::GhostPad>();
         let element = self.obj().downgrade();
         ghost.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
             let Some(gst::PadProbeData::Event(event)) = &info.data else {

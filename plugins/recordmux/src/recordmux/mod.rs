@@ -19,11 +19,13 @@ mod branch;
 mod gate_path;
 mod imp;
 mod output;
+mod pad;
 mod segments;
 mod settings;
 mod state;
 
-pub use settings::{Container, PauseMode};
+pub use pad::RecordMuxPad;
+pub use settings::{Container, PauseMode, VideoPreset};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(

@@ -40,6 +40,33 @@ impl PauseMode {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, glib::Enum)]
+#[enum_type(name = "GstRecordMuxVideoPreset")]
+pub enum VideoPreset {
+    #[enum_value(
+        name = "Passthrough: encoded video as it comes, raw video at its first size",
+        nick = "passthrough"
+    )]
+    Passthrough,
+    #[enum_value(name = "SD: 640x360 at 800 kbit/s for the whole call", nick = "sd")]
+    Sd,
+    #[enum_value(name = "HD: 1280x720 at 2000 kbit/s for the whole call", nick = "hd")]
+    Hd,
+    #[enum_value(
+        name = "Custom: video-width x video-height at video-bitrate for the whole call",
+        nick = "custom"
+    )]
+    Custom,
+}
+
+/// A fixed recording size and bitrate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VideoFormat {
+    pub width: u32,
+    pub height: u32,
+    pub kbps: u32,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, glib::Enum)]
 #[enum_type(name = "GstRecordMuxContainer")]
 pub enum Container {
     #[enum_value(
@@ -124,6 +151,11 @@ pub struct Settings {
     pub max_segment_duration: u64,
     /// 0: no limit.
     pub max_segment_bytes: u64,
+    pub video_preset: VideoPreset,
+    /// For the custom preset.
+    pub video_width: u32,
+    pub video_height: u32,
+    pub video_kbps: u32,
 }
 
 impl Default for Settings {
@@ -145,11 +177,51 @@ impl Default for Settings {
             manifest_interval_ms: DEFAULT_MANIFEST_INTERVAL_MS,
             max_segment_duration: 0,
             max_segment_bytes: 0,
+            video_preset: VideoPreset::Passthrough,
+            video_width: 1280,
+            video_height: 720,
+            video_kbps: 2000,
         }
     }
 }
 
 impl Settings {
+    /// The fixed size and bitrate video is recorded at, unless passthrough.
+    pub fn video_format(&self) -> Option<VideoFormat> {
+        match self.video_preset {
+            VideoPreset::Passthrough => None,
+            VideoPreset::Sd => Some(VideoFormat {
+                width: 640,
+                height: 360,
+                kbps: 800,
+            }),
+            VideoPreset::Hd => Some(VideoFormat {
+                width: 1280,
+                height: 720,
+                kbps: 2000,
+            }),
+            VideoPreset::Custom => Some(VideoFormat {
+                width: self.video_width,
+                height: self.video_height,
+                kbps: self.video_kbps,
+            }),
+        }
+    }
+
+    /// The default video encoder at `kbps` (or the container's default bitrate).
+    pub fn default_video_encoder(&self, kbps: Option<u32>) -> String {
+        match (self.container, kbps) {
+            (Container::Webm, Some(kbps)) => format!(
+                "vp8enc deadline=1 cpu-used=8 keyframe-max-dist=60 target-bitrate={}",
+                kbps * 1000
+            ),
+            (_, Some(kbps)) => format!(
+                "x264enc tune=zerolatency speed-preset=veryfast key-int-max=60 bitrate={kbps}"
+            ),
+            (container, None) => container.default_video_encoder().to_string(),
+        }
+    }
+
     pub fn rotation_limits(&self) -> crate::rotation::Limits {
         crate::rotation::Limits {
             max_duration: (self.max_segment_duration > 0).then_some(self.max_segment_duration),

@@ -509,7 +509,17 @@ impl State {
             })
             .cloned()
             .collect();
-        manifest.streams = self.streams.iter().map(|s| s.record_of(index)).collect();
+        let open_end = self.rotation.segment_end(index).filter(|_| rotating);
+        manifest.streams = self
+            .streams
+            .iter()
+            .map(|stream| {
+                let mut record = stream.record_of(index);
+                record.masked_spans = masked_within(stream.mask.spans(), from, open_end);
+                record.dtmf_masked_spans = masked_within(stream.dtmf.spans(), from, open_end);
+                record
+            })
+            .collect();
         manifest.output.bytes = self.output.hasher.bytes();
         manifest.output.error = self.output.error.clone();
         manifest.complete = complete && self.output.error.is_none();
@@ -525,6 +535,28 @@ impl State {
             previous_output_sha256: self.previous_output_sha256.clone(),
         });
     }
+}
+
+/// The masked spans that overlap `from..until` (`until` `None`: open), clipped to it.
+fn masked_within(
+    spans: &[crate::stream_mask::MaskedSpan],
+    from: u64,
+    until: Option<u64>,
+) -> Vec<crate::manifest::MaskedSpanRecord> {
+    spans
+        .iter()
+        .filter(|span| span.end.is_none_or(|end| end > from))
+        .filter(|span| until.is_none_or(|until| span.start < until))
+        .map(|span| crate::manifest::MaskedSpanRecord {
+            start_running_time_ns: span.start.max(from),
+            end_running_time_ns: match (span.end, until) {
+                (Some(end), Some(until)) => Some(end.min(until)),
+                (None, Some(until)) => Some(until),
+                (end, None) => end,
+            },
+            reason: span.reason.clone(),
+        })
+        .collect()
 }
 
 pub fn now_utc() -> String {
