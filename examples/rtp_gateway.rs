@@ -18,7 +18,7 @@
 mod common;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use clap::Parser;
 use gst::glib;
@@ -58,6 +58,10 @@ struct Args {
     /// SRTP master key+salt for the forwarded streams (base64, AES_CM_128_HMAC_SHA1_80).
     #[arg(long)]
     srtp_out_key: Option<String>,
+    /// RTP payload type of RFC 4733 telephone events (DTMF) on the audio port: forwarded to
+    /// the next hop, never recorded.
+    #[arg(long, default_value_t = 101)]
+    telephone_event_pt: u8,
 }
 
 /// The 30-byte SRTP master key+salt (AES_CM_128_HMAC_SHA1_80) from its SDP base64 form.
@@ -87,16 +91,7 @@ fn hex(buffer: &gst::Buffer) -> String {
 fn description(args: &Args) -> Result<String, String> {
     let manifest = args.recording.manifest().display().to_string();
     let sink = args.recording.sink();
-    let (audio_caps, audio_depay) = match args.audio_codec.as_str() {
-        "opus" => (
-            "media=audio,clock-rate=48000,encoding-name=OPUS,payload=111",
-            "rtpopusdepay",
-        ),
-        _ => (
-            "media=audio,clock-rate=8000,encoding-name=PCMU,payload=0",
-            "rtppcmudepay",
-        ),
-    };
+    let (audio_caps, audio_depay) = audio_format(&args.audio_codec);
     let idle_ns = args.idle_timeout * 1_000_000_000;
     let host = &args.forward_host;
     // SRTP in: srtpdec asks the application for each new SSRC's key (see main).
@@ -124,12 +119,12 @@ fn description(args: &Args) -> Result<String, String> {
            ! backgroundfx effect={effect} ! tee name=video \
          video. ! queue ! x264enc tune=zerolatency speed-preset=veryfast key-int-max=60 bitrate=1000 \
            ! h264parse config-interval=-1 ! rtph264pay pt=96 mtu=1200 \
-           {encrypt} ! udpsink host={host} port={forward_video_port} \
+           {encrypt} ! udpsink async=false host={host} port={forward_video_port} \
          video. ! queue ! rec.video_0 \
          udpsrc port={audio_port} caps=\"{protocol},{audio_caps}\" \
-           {decrypt_audio} ! rtpjitterbuffer latency={latency} ! tee name=audio \
-         audio. ! queue {encrypt} ! udpsink host={host} port={forward_audio_port} \
-         audio. ! queue ! {audio_depay} ! rec.audio_0",
+           {decrypt_audio} ! rtpjitterbuffer name=audio_jitter latency={latency} ! tee name=audio \
+         audio. ! queue {encrypt} ! udpsink async=false host={host} port={forward_audio_port} \
+         audio. ! queue name=record_audio ! {audio_depay} ! rec.audio_0",
         call_id = args.call_id,
         video_port = args.video_port,
         latency = args.latency,
@@ -138,6 +133,88 @@ fn description(args: &Args) -> Result<String, String> {
         audio_port = args.audio_port,
         forward_audio_port = args.forward_audio_port,
     ))
+}
+
+/// RTP caps and depayloader of the call's audio codec, and its payload type and clock rate.
+fn audio_format(codec: &str) -> (&'static str, &'static str) {
+    match codec {
+        "opus" => (
+            "media=audio,clock-rate=48000,encoding-name=OPUS,payload=111",
+            "rtpopusdepay",
+        ),
+        _ => (
+            "media=audio,clock-rate=8000,encoding-name=PCMU,payload=0",
+            "rtppcmudepay",
+        ),
+    }
+}
+
+fn audio_payload(codec: &str) -> (u8, i32) {
+    match codec {
+        "opus" => (111, 48000),
+        _ => (0, 8000),
+    }
+}
+
+/// Only the call's audio payload type reaches the recording: RFC 4733 telephone events (the
+/// digits of a card number typed on the keypad) and anything else are dropped and counted.
+fn record_only_audio(pipeline: &gst::Pipeline, audio_pt: u8, dropped: Arc<AtomicU64>) {
+    let pad = pipeline
+        .by_name("record_audio")
+        .unwrap()
+        .static_pad("sink")
+        .unwrap();
+    pad.add_probe(gst::PadProbeType::BUFFER | gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+        // The jitter buffer announces the telephone events' caps before them: the recording
+        // keeps the call's audio caps.
+        if let Some(gst::EventView::Caps(caps)) = info.event().map(|e| e.view()) {
+            let audio = caps
+                .caps()
+                .structure(0)
+                .and_then(|s| s.get::<i32>("payload").ok())
+                .is_none_or(|pt| pt == audio_pt as i32);
+            if audio {
+                return gst::PadProbeReturn::Ok;
+            }
+            info.data = None;
+            return gst::PadProbeReturn::Handled;
+        }
+        let Some(buffer) = info.buffer() else {
+            return gst::PadProbeReturn::Ok;
+        };
+        let keep = gst_rtp::RTPBuffer::from_buffer_readable(buffer)
+            .is_ok_and(|rtp| rtp.payload_type() == audio_pt);
+        if keep {
+            return gst::PadProbeReturn::Ok;
+        }
+        if dropped.fetch_add(1, Ordering::Relaxed) == 0 {
+            eprintln!(
+                "audio packets of another payload type (telephone events) are kept out of the recording"
+            );
+        }
+        info.data = None;
+        gst::PadProbeReturn::Handled
+    });
+}
+
+/// The audio jitter buffer lets telephone events through (to be relayed) with the call's
+/// audio clock.
+fn forward_telephone_events(pipeline: &gst::Pipeline, event_pt: u8, clock_rate: i32) {
+    pipeline
+        .by_name("audio_jitter")
+        .unwrap()
+        .connect("request-pt-map", false, move |values| {
+            let pt = values[1].get::<u32>().ok()?;
+            (pt == event_pt as u32).then(|| {
+                gst::Caps::builder("application/x-rtp")
+                    .field("media", "audio")
+                    .field("clock-rate", clock_rate)
+                    .field("encoding-name", "TELEPHONE-EVENT")
+                    .field("payload", event_pt as i32)
+                    .build()
+                    .to_value()
+            })
+        });
 }
 
 static STOP_REQUESTED: AtomicBool = AtomicBool::new(false);
@@ -174,6 +251,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 });
         }
     }
+    let (audio_pt, clock_rate) = audio_payload(&args.audio_codec);
+    let telephone_events_dropped = Arc::new(AtomicU64::new(0));
+    record_only_audio(&pipeline, audio_pt, telephone_events_dropped.clone());
+    forward_telephone_events(&pipeline, args.telephone_event_pt, clock_rate);
     let main_loop = glib::MainLoop::new(None, false);
     let failure = std::rc::Rc::new(std::cell::RefCell::new(None));
 
@@ -254,6 +335,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     main_loop.run();
     pipeline.set_state(gst::State::Null)?;
+    eprintln!(
+        "kept {} packets of other payload types (telephone events) out of the recording",
+        telephone_events_dropped.load(Ordering::Relaxed)
+    );
     match failure.borrow_mut().take() {
         Some(error) => Err(error.into()),
         None => {

@@ -9,6 +9,8 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use gst::prelude::*;
+
 use common::*;
 
 /// SRTP master key+salt (AES_CM_128_HMAC_SHA1_80, base64 as in SDP `a=crypto`): one per leg.
@@ -91,6 +93,122 @@ fn sip_call(name: &str, srtp: Option<(&str, &str)>) {
     assert_eq!(
         manifest["streams"][1]["handling"], "transcode",
         "PCMU becomes Opus"
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Counts the RTP packets arriving on `port` by payload type.
+fn count_payload_types(
+    port: u16,
+) -> (
+    std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<u8, u64>>>,
+    std::thread::JoinHandle<()>,
+) {
+    let socket = std::net::UdpSocket::bind(("127.0.0.1", port)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(8)))
+        .unwrap();
+    let counts = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
+    let thread_counts = counts.clone();
+    let thread = std::thread::spawn(move || {
+        let mut packet = [0u8; 2048];
+        while let Ok(n) = socket.recv(&mut packet) {
+            if n >= 12 {
+                *thread_counts
+                    .lock()
+                    .unwrap()
+                    .entry(packet[1] & 0x7f)
+                    .or_insert(0) += 1;
+            }
+        }
+    });
+    (counts, thread)
+}
+
+#[test]
+fn telephone_events_are_forwarded_but_never_recorded() {
+    // A caller types a digit on the keypad: the SIP side sends it as RFC 4733 telephone
+    // events (payload 101, by GStreamer's rtpdtmfsrc) on the audio port, next to silent PCMU.
+    gst::init().unwrap();
+    let dir = scratch("e2e-dtmf");
+    write_keys(&dir);
+    let recording = dir.join("call.mp4.age");
+    let ports: Vec<u16> = (0..4).map(|_| free_udp_port()).collect();
+    let (forwarded, counter) = count_payload_types(ports[3]);
+    let mut gateway = ChildGuard::spawn(
+        Command::new(example("rtp_gateway"))
+            .args(["--video-port", &ports[0].to_string()])
+            .args(["--audio-port", &ports[1].to_string()])
+            .args(["--forward-video-port", &ports[2].to_string()])
+            .args(["--forward-audio-port", &ports[3].to_string()])
+            .args(["--idle-timeout", "2", "--call-id", "dtmf"])
+            .arg("--output")
+            .arg(&recording)
+            .arg("--recipients-file")
+            .arg(dir.join("recipient.txt"))
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    gateway.wait_for_stderr_line("listening", Duration::from_secs(60));
+    let sender = gst::parse::launch(&format!(
+        "videotestsrc is-live=true num-buffers=120 ! video/x-raw,width=320,height=240,framerate=30/1 \
+           ! x264enc tune=zerolatency key-int-max=30 ! rtph264pay pt=96 config-interval=-1 \
+           ! udpsink host=127.0.0.1 port={} \
+         audiotestsrc is-live=true wave=silence num-buffers=200 samplesperbuffer=160 \
+           ! audio/x-raw,rate=8000,channels=1 ! mulawenc ! rtppcmupay pt=0 ! rtpdtmfmux name=mux \
+           ! udpsink host=127.0.0.1 port={} \
+         rtpdtmfsrc name=dtmf pt=101 clock-rate=8000 ! mux.",
+        ports[0], ports[1]
+    ))
+    .unwrap();
+    sender.set_state(gst::State::Playing).unwrap();
+    let dtmf = sender
+        .downcast_ref::<gst::Bin>()
+        .unwrap()
+        .by_name("dtmf")
+        .unwrap()
+        .static_pad("src")
+        .unwrap();
+    let event = |start: bool| {
+        let mut structure = gst::Structure::builder("dtmf-event")
+            .field("type", 1i32)
+            .field("method", 1i32)
+            .field("start", start);
+        if start {
+            structure = structure.field("number", 5i32).field("volume", 10i32);
+        }
+        gst::event::CustomUpstream::new(structure.build())
+    };
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(dtmf.send_event(event(true)));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(dtmf.send_event(event(false)));
+    let _ = sender
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(gst::ClockTime::from_seconds(30), &[gst::MessageType::Eos]);
+    sender.set_state(gst::State::Null).unwrap();
+    assert!(gateway.wait_for(Duration::from_secs(60)), "gateway failed");
+    counter.join().unwrap();
+    let forwarded = forwarded.lock().unwrap().clone();
+    assert!(
+        forwarded.get(&0).copied().unwrap_or(0) > 100,
+        "{forwarded:?}"
+    );
+    assert!(
+        forwarded.get(&101).copied().unwrap_or(0) > 10,
+        "telephone events reach the next hop: {forwarded:?}"
+    );
+    let plain = dir.join("call.mp4");
+    age_decrypt(&dir.join("key.txt"), &recording, &plain);
+    let audio = test_support::probe::audio_samples(&plain, 0);
+    let loudest = audio.iter().fold(0.0f64, |max, v| max.max(v.abs()));
+    // Telephone events decoded as PCMU would be loud noise; the call itself is silence.
+    assert!(loudest < 0.01, "the recording holds {loudest} peaks");
+    assert!(
+        audio.len() > 3 * 48000,
+        "the audio was recorded: {} samples",
+        audio.len()
     );
     std::fs::remove_dir_all(dir).unwrap();
 }

@@ -22,11 +22,14 @@ impl RecordingArgs {
         PathBuf::from(format!("{}.json", self.output.display()))
     }
 
-    /// gst-launch description of the sink that writes the recording, named `recording`.
+    /// gst-launch description of the sink that writes the recording, named `recording`. It
+    /// does not preroll: in a live call a sink that waits for its first buffer in PAUSED holds
+    /// every other branch of the pipeline until the recording has data, which may depend on
+    /// those branches.
     pub fn sink(&self) -> String {
         match &self.recipients_file {
             Some(recipients) => format!(
-                "encryptedfilesink name=recording overwrite=true location=\"{}\" \
+                "encryptedfilesink name=recording async=false overwrite=true location=\"{}\" \
                  recipients-file=\"{}\" manifest=\"{}\" {}",
                 self.output.display(),
                 recipients.display(),
@@ -37,7 +40,7 @@ impl RecordingArgs {
                     .unwrap_or_default()
             ),
             None => format!(
-                "filesink name=recording location=\"{}\"",
+                "filesink name=recording async=false location=\"{}\"",
                 self.output.display()
             ),
         }

@@ -7,6 +7,7 @@
 //! (passthrough for encoded media the container can hold, encode for raw media, decode and
 //! encode otherwise) in front of a fragmented MP4 or Matroska/WebM muxer.
 
+pub mod dtmf;
 pub mod gate;
 pub mod isobmff;
 pub mod manifest;

@@ -59,24 +59,37 @@ impl StreamMask {
         self.wanted
     }
 
-    /// Masks `span` right away (a detected DTMF tone): no request queue.
+    /// Masks `span` right away (a detected DTMF tone): no request queue. Overlapping and
+    /// touching spans become one.
     pub fn add(&mut self, span: Range<u64>, reason: &str) {
         if span.start >= span.end {
             return;
         }
-        // Merged with the span before when they touch.
-        match self.spans.last_mut() {
-            Some(last)
-                if last.start <= span.start && last.end.is_some_and(|end| end >= span.start) =>
-            {
-                last.end = last.end.map(|end| end.max(span.end));
+        let mut merged = MaskedSpan {
+            start: span.start,
+            end: Some(span.end),
+            reason: reason.to_string(),
+        };
+        let mut kept = Vec::with_capacity(self.spans.len() + 1);
+        for existing in std::mem::take(&mut self.spans) {
+            let overlaps = existing.start <= merged.end.unwrap_or(u64::MAX)
+                && existing.end.is_none_or(|end| end >= merged.start);
+            if overlaps {
+                merged.start = merged.start.min(existing.start);
+                merged.end = match (merged.end, existing.end) {
+                    (Some(a), Some(b)) => Some(a.max(b)),
+                    _ => None,
+                };
+                if existing.start <= merged.start {
+                    merged.reason = existing.reason;
+                }
+            } else {
+                kept.push(existing);
             }
-            _ => self.spans.push(MaskedSpan {
-                start: span.start,
-                end: Some(span.end),
-                reason: reason.to_string(),
-            }),
         }
+        kept.push(merged);
+        kept.sort_by_key(|span| span.start);
+        self.spans = kept;
         self.rebuild();
     }
 
@@ -180,12 +193,16 @@ mod tests {
     }
 
     #[test]
-    fn added_spans_merge_when_they_touch() {
+    fn added_spans_merge_when_they_touch_or_overlap() {
         let mut mask = StreamMask::default();
         mask.add(10..20, "dtmf");
         mask.add(20..30, "dtmf");
         mask.add(50..60, "dtmf");
         assert_eq!(mask.spans().len(), 2);
         assert!(mask.contains(25) && !mask.contains(40) && mask.contains(55));
+        // A wider span over both.
+        mask.add(5..55, "digit");
+        assert_eq!(mask.spans().len(), 1);
+        assert_eq!((mask.spans()[0].start, mask.spans()[0].end), (5, Some(60)));
     }
 }

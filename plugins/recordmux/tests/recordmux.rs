@@ -1165,3 +1165,153 @@ fn a_quality_preset_keeps_one_size_through_a_resolution_ramp() {
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
+
+/// 8 kHz mono S16 audio as a SIP call carries it: a 440 Hz "voice" with DTMF digits 5 at
+/// 1.0-1.2 s and 9 at 2.0-2.3 s, written as a WAV file.
+fn dtmf_call(path: &Path) {
+    let rate = 8000.0;
+    let mut samples: Vec<i16> = Vec::new();
+    let mut add = |seconds: f64, tone: Option<(f64, f64)>| {
+        for _ in 0..(seconds * rate) as usize {
+            let t = samples.len() as f64 / rate;
+            let v = match tone {
+                Some((a, b)) => {
+                    0.3 * ((2.0 * std::f64::consts::PI * a * t).sin()
+                        + (2.0 * std::f64::consts::PI * b * t).sin())
+                        / 2.0
+                }
+                None => 0.25 * (2.0 * std::f64::consts::PI * 440.0 * t).sin(),
+            };
+            samples.push((v * 32767.0) as i16);
+        }
+    };
+    add(1.0, None);
+    add(0.2, Some((770.0, 1336.0)));
+    add(0.8, None);
+    add(0.3, Some((852.0, 1477.0)));
+    add(1.2, None);
+    let data: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+    let mut wav = Vec::new();
+    wav.extend_from_slice(b"RIFF");
+    wav.extend_from_slice(&(36 + data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(b"WAVEfmt ");
+    wav.extend_from_slice(&16u32.to_le_bytes());
+    wav.extend_from_slice(&[1, 0, 1, 0]);
+    wav.extend_from_slice(&8000u32.to_le_bytes());
+    wav.extend_from_slice(&16000u32.to_le_bytes());
+    wav.extend_from_slice(&[2, 0, 16, 0]);
+    wav.extend_from_slice(b"data");
+    wav.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    wav.extend_from_slice(&data);
+    std::fs::write(path, wav).unwrap();
+}
+
+/// Power (relative to a full-scale sine, ~0.25) of `frequency` in 48 kHz `samples`.
+fn tone_power(samples: &[f64], frequency: f64) -> f64 {
+    let omega = 2.0 * std::f64::consts::PI * frequency / 48000.0;
+    let coefficient = 2.0 * omega.cos();
+    let (mut s1, mut s2) = (0.0, 0.0);
+    for &x in samples {
+        let s0 = x + coefficient * s1 - s2;
+        s2 = s1;
+        s1 = s0;
+    }
+    (s1 * s1 + s2 * s2 - coefficient * s1 * s2) / (samples.len() * samples.len()) as f64
+}
+
+#[test]
+fn dtmf_tones_are_masked_and_never_recorded() {
+    init();
+    let dir = scratch("dtmf");
+    let (wav, file, json) = (
+        dir.join("call.wav"),
+        dir.join("call.mp4"),
+        dir.join("call.json"),
+    );
+    dtmf_call(&wav);
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! wavparse ! recordmux name=rec dtmf-mask=true manifest-location={} \
+         ! filesink location={}",
+        wav.display(),
+        json.display(),
+        file.display()
+    ))
+    .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut digits_posted = 0;
+    let mut masked_messages = 0;
+    for message in pipeline
+        .bus()
+        .unwrap()
+        .iter_timed(gst::ClockTime::from_seconds(60))
+    {
+        match message.view() {
+            gst::MessageView::Eos(_) => break,
+            gst::MessageView::Error(err) => panic!("{}", err.error()),
+            gst::MessageView::Element(element) => match element.structure().map(|s| s.name()) {
+                Some(name) if name == "dtmf-event" => digits_posted += 1,
+                Some(name) if name == "recordmux-dtmf-masked" => masked_messages += 1,
+                _ => (),
+            },
+            _ => (),
+        }
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    assert_eq!(digits_posted, 0, "the digits never reach the bus");
+    assert_eq!(masked_messages, 2, "dtmfdetect heard both digits");
+    let manifest = manifest(&json);
+    let spans = manifest["streams"][0]["dtmf_masked_spans"]
+        .as_array()
+        .unwrap();
+    let spans: Vec<(f64, f64)> = spans
+        .iter()
+        .map(|span| {
+            (
+                span["start_running_time_ns"].as_u64().unwrap() as f64 / 1e9,
+                span["end_running_time_ns"].as_u64().unwrap() as f64 / 1e9,
+            )
+        })
+        .collect();
+    for (tone_start, tone_end) in [(1.0, 1.2), (2.0, 2.3)] {
+        assert!(
+            spans
+                .iter()
+                .any(|(start, end)| *start <= tone_start && *end >= tone_end),
+            "tone {tone_start}..{tone_end} not covered: {spans:?}"
+        );
+    }
+    let masked: f64 = spans.iter().map(|(start, end)| end - start).sum();
+    assert!(masked < 0.5 + 1.0, "masking is tight: {spans:?}");
+    let audio = test_support::probe::audio_samples(&file, 0);
+    let window = |from: f64, to: f64| &audio[(from * 48000.0) as usize..(to * 48000.0) as usize];
+    // Measured: no tone energy at 697-1633 Hz in the masked spans.
+    for (start, end) in &spans {
+        let masked = window(start + 0.01, end - 0.01);
+        for frequency in [697.0, 770.0, 852.0, 941.0, 1209.0, 1336.0, 1477.0, 1633.0] {
+            let power = tone_power(masked, frequency);
+            assert!(power < 1e-5, "{frequency} Hz in {start}..{end}: {power}");
+        }
+    }
+    // The voice around the tones is kept.
+    assert!(test_support::probe::rms(&audio, 0.2, 0.8) > 0.1);
+    assert!(test_support::probe::rms(&audio, 1.5, 1.8) > 0.1);
+    // Without the mask, the same measurement finds the tone: it is not vacuous.
+    let unmasked = dir.join("unmasked.mp4");
+    run(
+        &format!(
+            "filesrc location={} ! wavparse ! recordmux name=rec ! filesink location={}",
+            wav.display(),
+            unmasked.display()
+        ),
+        &[],
+        |_| (),
+    );
+    let audio = test_support::probe::audio_samples(&unmasked, 0);
+    let tone = &audio[(1.05 * 48000.0) as usize..(1.15 * 48000.0) as usize];
+    assert!(
+        tone_power(tone, 770.0) > 1e-3,
+        "{}",
+        tone_power(tone, 770.0)
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -83,6 +83,8 @@ pub struct Recipe {
     normalise: Normalise,
     /// gst-launch description of the conversion and encoder after the gate's queue.
     encoder: Option<String>,
+    /// In-band DTMF is masked (raw audio).
+    dtmf: bool,
 }
 
 impl Recipe {
@@ -101,9 +103,11 @@ impl Recipe {
         // A quality preset records video at one size and bitrate for the whole call,
         // whatever the call starts at: encoded video is decoded and encoded again.
         let fixed = settings.video_format().filter(|_| kind == Kind::Video);
+        // Masking in-band DTMF needs the audio itself: encoded audio is decoded for it.
+        let dtmf = settings.dtmf_mask && kind == Kind::Audio;
         let handling = if name == "video/x-raw" || name == "audio/x-raw" {
             Handling::Encode
-        } else if settings.container.holds(name, structure) && fixed.is_none() {
+        } else if settings.container.holds(name, structure) && fixed.is_none() && !dtmf {
             Handling::Passthrough
         } else {
             Handling::Transcode
@@ -154,6 +158,7 @@ impl Recipe {
             decoder,
             normalise,
             encoder,
+            dtmf,
         })
     }
 }
@@ -164,6 +169,10 @@ pub struct Branch {
     pub elements: Vec<gst::Element>,
     /// The element whose source pad is the gate.
     pub gate_element: gst::Element,
+    /// The capsfilter locked to the first caps (raw media).
+    pub caps_filter: gst::Element,
+    /// The DTMF side chain (fed by the tee in `elements`), ending in `dtmfdetect`.
+    pub dtmf_chain: Vec<gst::Element>,
 }
 
 impl Branch {
@@ -273,6 +282,38 @@ impl Branch {
                 )?);
             }
         }
+        let caps_filter = elements.last().expect("a normalising element").clone();
+        let mut dtmf_chain = Vec::new();
+        if recipe.dtmf {
+            // A copy at 8 kHz mono goes through the detectors in the tee's thread; behind the
+            // hold-back queue the gate waits until the tone tracker has listened past each
+            // buffer (`dtmf_path.rs`), so a tone is known before its first samples are
+            // recorded.
+            let tee = make("tee")?;
+            let hold_back = make("queue")?;
+            hold_back.set_property("max-size-buffers", 0u32);
+            hold_back.set_property("max-size-bytes", 0u32);
+            hold_back.set_property("max-size-time", 3 * gst::ClockTime::SECOND.nseconds());
+            elements.extend([tee, hold_back]);
+            // In the tee's thread: the detector has seen a buffer before the recording does.
+            dtmf_chain.push(make("audioconvert")?);
+            dtmf_chain.push(make("audioresample")?);
+            let narrow = make("capsfilter")?;
+            narrow.set_property(
+                "caps",
+                gst::Caps::builder("audio/x-raw")
+                    .field("format", "S16LE")
+                    .field("rate", crate::dtmf::RATE as i32)
+                    .field("channels", 1i32)
+                    .build(),
+            );
+            dtmf_chain.push(narrow);
+            dtmf_chain.push(make("dtmfdetect").map_err(|_| {
+                "element 'dtmfdetect' is missing (install gstreamer1.0-plugins-bad)".to_string()
+            })?);
+            // No sink after it: a sink would preroll in PAUSED and hold the tee (and with it
+            // the recording) until PLAYING; `dtmf_path.rs` consumes what it outputs.
+        }
         let gate_element = elements.last().expect("a normalising element").clone();
         // Decouples the gate from the muxer, which waits for every stream in turn.
         let queue = make("queue")?;
@@ -283,6 +324,8 @@ impl Branch {
         Ok(Branch {
             elements,
             gate_element,
+            caps_filter,
+            dtmf_chain,
         })
     }
 }

@@ -72,9 +72,10 @@ fn split_event(index: usize) -> gst::Event {
 
 impl RecordMux {
     /// The gate probe: every buffer, event and serialized query of stream `id` after
-    /// normalisation (the source pad of `filter`).
-    pub(super) fn install_gate(&self, id: u32, filter: &gst::Element) {
-        let pad = filter
+    /// normalisation (the source pad of `gate_element`); `filter` is the capsfilter locked to
+    /// the first caps.
+    pub(super) fn install_gate(&self, id: u32, gate_element: &gst::Element, filter: &gst::Element) {
+        let pad = gate_element
             .static_pad("src")
             .expect("normalising element has a src pad");
         let element = self.obj().downgrade();
@@ -119,6 +120,19 @@ impl RecordMux {
                 emit(pad, info, items)
             },
         );
+    }
+
+    /// Answers the serialized queries at `pad` (the hold-back queue's input of a stream whose
+    /// DTMF is masked): they would wait behind a buffer the gate holds for the detector,
+    /// which waits for what comes after the query.
+    pub(super) fn answer_serialized_queries(&self, pad: &gst::Pad) {
+        let element = self.obj().downgrade();
+        pad.add_probe(gst::PadProbeType::QUERY_DOWNSTREAM, move |_, info| {
+            match (element.upgrade(), info.query_mut()) {
+                (Some(element), Some(query)) => element.imp().gate_query(query),
+                _ => gst::PadProbeReturn::Ok,
+            }
+        });
     }
 
     /// Answers the serialized queries that would wait for the muxer.
@@ -274,6 +288,30 @@ impl RecordMux {
             start,
             end: start + duration,
             reorder,
+        };
+        if stream.dtmf_enabled {
+            // Nothing is recorded before the tone tracker has listened past it.
+            let needed = times.end + crate::dtmf::LOOKAHEAD_NS;
+            loop {
+                let Some(stream) = state.stream(id) else {
+                    return Vec::new();
+                };
+                if stream.detector_eos
+                    || stream.detector_position >= needed
+                    || stream.flushing
+                    || !state.running
+                {
+                    break;
+                }
+                state = self
+                    .changed
+                    .wait_timeout(state, std::time::Duration::from_millis(50))
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .0;
+            }
+        }
+        let Some(stream) = state.stream_mut(id) else {
+            return Vec::new();
         };
         stream.position = stream.position.max(times.end);
         gst::trace!(

@@ -290,12 +290,38 @@ impl RecordMux {
             (stream.ghost.clone(), stream.mux_pad.clone())
         };
         let bin = self.obj();
-        for element in branch.elements.iter().chain(&tail.elements) {
+        if let Some(detector) = branch.dtmf_chain.last() {
+            // Named for its stream (before it has a parent: only then can it be named).
+            detector.set_property("name", format!("recordmux-dtmf-{id}"));
+        }
+        for element in branch
+            .elements
+            .iter()
+            .chain(&tail.elements)
+            .chain(&branch.dtmf_chain)
+        {
             bin.add(element).map_err(|err| err.to_string())?;
         }
         gst::Element::link_many(&branch.elements)
             .map_err(|err| format!("cannot link branch: {err}"))?;
+        if let Some(first) = branch.dtmf_chain.first() {
+            let tee = branch
+                .elements
+                .iter()
+                .find(|e| e.factory().is_some_and(|f| f.name() == "tee"))
+                .ok_or("no tee for the DTMF detector")?;
+            tee.link(first)
+                .map_err(|err| format!("cannot link the DTMF detector: {err}"))?;
+            gst::Element::link_many(&branch.dtmf_chain)
+                .map_err(|err| format!("cannot link the DTMF detector: {err}"))?;
+            let detector = branch.dtmf_chain.last().expect("checked above");
+            self.install_tone_tracker(id, detector);
+            if let Some(hold_back) = branch.gate_element.static_pad("sink") {
+                self.answer_serialized_queries(&hold_back);
+            }
+        }
         let head_exit = branch.exit();
+        let branch_dtmf_chain_empty = branch.dtmf_chain.is_empty();
         let refused = |err: gst::PadLinkError| {
             format!(
                 "the {} muxer refuses this stream: {err:?}",
@@ -313,12 +339,18 @@ impl RecordMux {
                 head_exit.link(&mux_pad).map_err(refused)?;
             }
         }
-        for element in tail.elements.iter().chain(&branch.elements).rev() {
+        for element in tail
+            .elements
+            .iter()
+            .chain(&branch.dtmf_chain)
+            .chain(&branch.elements)
+            .rev()
+        {
             element
                 .sync_state_with_parent()
                 .map_err(|err| err.to_string())?;
         }
-        self.install_gate(id, &branch.gate_element);
+        self.install_gate(id, &branch.gate_element, &branch.caps_filter);
         self.install_caps_guard(id, &mux_pad);
         self.install_switch_probe(id, &head_exit);
         ghost
@@ -331,11 +363,13 @@ impl RecordMux {
                 stream.record.handling = recipe.handling.name();
                 stream.record.input_caps = caps.to_string();
                 stream.elements = branch.elements;
+                stream.elements.extend(branch.dtmf_chain);
                 stream.tail = tail.elements;
                 stream.head_exit = Some(head_exit);
                 stream.recipe = Some(recipe.clone());
                 // A fixed size is kept whatever the input: nothing to lock to.
                 stream.caps_locked |= recipe.has_fixed_size();
+                stream.dtmf_enabled = !branch_dtmf_chain_empty;
             }
         }
         gst::info!(
@@ -553,6 +587,12 @@ impl ObjectImpl for RecordMux {
                     .default_value(2000)
                     .mutable_ready()
                     .build(),
+                glib::ParamSpecBoolean::builder("dtmf-mask")
+                    .nick("DTMF mask")
+                    .blurb("Mask in-band DTMF tones (a customer typing card digits on the keypad) in every audio stream: found by GStreamer's dtmfdetect and a tone tracker on the audio before it is recorded (which then waits for them), masked spans in the manifest; the digits are never recorded nor posted. Encoded audio is decoded for it")
+                    .default_value(false)
+                    .mutable_ready()
+                    .build(),
                 glib::ParamSpecUInt64::builder("max-segment-duration")
                     .nick("Maximum segment duration")
                     .blurb("Split a long call into files of at most this much call time (ns, 0 = one file), at the main stream's next keyframe; each file is complete and playable, with its own manifest chained to the previous one. Needs %d in the sink's location (encryptedfilesink, multifilesink next-file=key-unit-event) and in manifest-location. Clamped to 1 s..24 h")
@@ -697,6 +737,7 @@ impl ObjectImpl for RecordMux {
                 settings.main_stream_timeout_ms = value.get().expect("type checked upstream")
             }
             "video-preset" => settings.video_preset = value.get().expect("type checked upstream"),
+            "dtmf-mask" => settings.dtmf_mask = value.get().expect("type checked upstream"),
             "video-width" => settings.video_width = value.get().expect("type checked upstream"),
             "video-height" => settings.video_height = value.get().expect("type checked upstream"),
             "video-bitrate" => settings.video_kbps = value.get().expect("type checked upstream"),
@@ -766,6 +807,7 @@ impl ObjectImpl for RecordMux {
             "main-stream-timeout" => settings.main_stream_timeout_ms.to_value(),
             "max-segment-duration" => settings.max_segment_duration.to_value(),
             "video-preset" => settings.video_preset.to_value(),
+            "dtmf-mask" => settings.dtmf_mask.to_value(),
             "video-width" => settings.video_width.to_value(),
             "video-height" => settings.video_height.to_value(),
             "video-bitrate" => settings.video_kbps.to_value(),
@@ -1023,4 +1065,25 @@ impl ElementImpl for RecordMux {
     }
 }
 
-impl BinImpl for RecordMux {}
+impl BinImpl for RecordMux {
+    fn handle_message(&self, message: gst::Message) {
+        // dtmfdetect says which digit it heard: that must never leave the recorder.
+        if let gst::MessageView::Element(element) = message.view()
+            && element
+                .structure()
+                .is_some_and(|s| s.name() == "dtmf-event")
+            && let Some(id) = message
+                .src()
+                .and_then(|src| {
+                    src.name()
+                        .strip_prefix("recordmux-dtmf-")
+                        .map(str::to_string)
+                })
+                .and_then(|id| id.parse::<u32>().ok())
+        {
+            self.digit_heard(id);
+            return;
+        }
+        self.parent_handle_message(message)
+    }
+}

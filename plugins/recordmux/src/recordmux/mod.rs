@@ -16,6 +16,7 @@ use gst::glib;
 use gst::prelude::*;
 
 mod branch;
+mod dtmf_path;
 mod gate_path;
 mod imp;
 mod output;

@@ -152,6 +152,7 @@ pub struct Settings {
     /// 0: no limit.
     pub max_segment_bytes: u64,
     pub video_preset: VideoPreset,
+    pub dtmf_mask: bool,
     /// For the custom preset.
     pub video_width: u32,
     pub video_height: u32,
@@ -178,6 +179,7 @@ impl Default for Settings {
             max_segment_duration: 0,
             max_segment_bytes: 0,
             video_preset: VideoPreset::Passthrough,
+            dtmf_mask: false,
             video_width: 1280,
             video_height: 720,
             video_kbps: 2000,

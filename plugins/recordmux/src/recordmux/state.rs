@@ -75,6 +75,17 @@ pub struct Stream {
     pub mask: StreamMask,
     /// Spans masked for DTMF tones.
     pub dtmf: StreamMask,
+    /// Finds DTMF tones in the 8 kHz copy (`dtmf-mask`).
+    pub tones: crate::dtmf::ToneTracker,
+    /// The 8 kHz buffer dtmfdetect is working on (running time).
+    pub detector_span: Option<std::ops::Range<u64>>,
+    /// Digits dtmfdetect heard (how many, never which).
+    pub dtmf_digits: u32,
+    /// DTMF is masked on this stream: its gate waits for the tone tracker.
+    pub dtmf_enabled: bool,
+    /// How far the tone tracker has listened (running time), and whether to the end.
+    pub detector_position: u64,
+    pub detector_eos: bool,
     /// This stream in the segment being recorded.
     pub record: StreamRecord,
     /// This stream in the segments it finished (rotating recordings).
@@ -110,6 +121,12 @@ impl Stream {
             first_output: None,
             mask: StreamMask::default(),
             dtmf: StreamMask::default(),
+            tones: crate::dtmf::ToneTracker::default(),
+            detector_span: None,
+            dtmf_digits: 0,
+            dtmf_enabled: false,
+            detector_position: 0,
+            detector_eos: false,
             record: StreamRecord {
                 pad: name.to_string(),
                 kind: kind.name(),
@@ -139,6 +156,11 @@ impl Stream {
         self.finished_records.clear();
         self.mask = StreamMask::default();
         self.dtmf = StreamMask::default();
+        self.tones = crate::dtmf::ToneTracker::default();
+        self.detector_span = None;
+        self.dtmf_digits = 0;
+        self.detector_position = 0;
+        self.detector_eos = false;
     }
 
     /// The stream's output moves on to segment `index`.
