@@ -21,10 +21,19 @@ fn keys(dir: &Path) -> PathBuf {
     keys
 }
 
-/// Records `sources` (into `rec.`) live through recordmux and encryptedfilesink, kills the
-/// recorder with SIGKILL after `seconds` of recording, and returns how much of that time the
-/// file holds (seconds of `kind` media after decrypting the partial file with `age`).
-fn media_lost_when_killed(name: &str, sources: &str, seconds: f64, kind: &str) -> f64 {
+/// A recording killed with SIGKILL: where its files are and how long it recorded.
+struct Killed {
+    dir: PathBuf,
+    keys: PathBuf,
+    partial: PathBuf,
+    manifest: PathBuf,
+    recorded_for: f64,
+}
+
+/// Records `sources` (into `rec.`) live through recordmux and encryptedfilesink (signing
+/// with the test keys, `sink_options` added), and kills the recorder with SIGKILL after
+/// `seconds` of recording.
+fn record_and_kill(name: &str, sources: &str, sink_options: &str, seconds: f64) -> Killed {
     let dir = scratch(name);
     let keys = keys(&dir);
     let location = dir.join("call.mp4.age");
@@ -34,11 +43,14 @@ fn media_lost_when_killed(name: &str, sources: &str, seconds: f64, kind: &str) -
             .arg("-q")
             .args(
                 format!(
-                    "recordmux name=rec manifest-location={} ! encryptedfilesink location={} \
-                     recipients-file={} {sources}",
+                    "recordmux name=rec manifest-location={} call-id=call-{name} \
+                     ! encryptedfilesink location={} recipients-file={} signing-key={} \
+                     manifest={} {sink_options} {sources}",
                     manifest.display(),
                     location.display(),
-                    keys.join("recipient.txt").display()
+                    keys.join("recipient.txt").display(),
+                    keys.join("vcc.key").display(),
+                    manifest.display(),
                 )
                 .split_whitespace(),
             )
@@ -55,7 +67,20 @@ fn media_lost_when_killed(name: &str, sources: &str, seconds: f64, kind: &str) -
     child.0.kill().unwrap(); // SIGKILL
     let recorded_for = started.elapsed().as_secs_f64();
     child.0.wait().unwrap();
-    let partial = dir.join("call.mp4.age.partial");
+    Killed {
+        partial: dir.join("call.mp4.age.partial"),
+        dir,
+        keys,
+        manifest,
+        recorded_for,
+    }
+}
+
+/// Records `sources` until killed after `seconds`, and returns how much of that time the
+/// file holds (seconds of `kind` media after decrypting the partial file with `age`).
+fn media_lost_when_killed(name: &str, sources: &str, seconds: f64, kind: &str) -> f64 {
+    let killed = record_and_kill(name, sources, "", seconds);
+    let (dir, keys, recorded_for) = (&killed.dir, &killed.keys, killed.recorded_for);
     // Standard age decrypts the crashed file as it is: its last checkpoint ended it.
     let plain = dir.join("call.mp4");
     let output = Command::new("age")
@@ -63,7 +88,7 @@ fn media_lost_when_killed(name: &str, sources: &str, seconds: f64, kind: &str) -
         .arg(keys.join("key.txt"))
         .arg("-o")
         .arg(&plain)
-        .arg(&partial)
+        .arg(&killed.partial)
         .output()
         .unwrap();
     assert!(
@@ -74,14 +99,154 @@ fn media_lost_when_killed(name: &str, sources: &str, seconds: f64, kind: &str) -
     let spans = probe::packet_spans(&plain);
     let held = spans.get(kind).map_or(0.0, |span| span.1);
     // The manifest was rewritten while recording, too.
-    let said = probe::read_json(&manifest)["recorded_duration_ns"]
+    let said = probe::read_json(&killed.manifest)["recorded_duration_ns"]
         .as_u64()
         .unwrap() as f64
         / 1e9;
     assert!(said > recorded_for - 4.0, "manifest says {said} s");
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(dir);
     eprintln!("{name}: recorded for {recorded_for:.2} s, the file holds {held:.2} s of {kind}");
     recorded_for - held
+}
+
+fn vcc_vault(args: &[&std::ffi::OsStr]) -> std::process::Output {
+    Command::new(test_support::paths::built("vcc-vault"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+/// A moment in `from..to` seconds that differs from run to run (printed, to replay one).
+fn random_moment(from: f64, to: f64) -> f64 {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
+    from + (to - from) * (nanos % 10_000) as f64 / 10_000.0
+}
+
+/// Kills a recording at a random moment; the signed checkpoints must prove all but the last
+/// `interval` s (plus what the muxer held: its fragments are up to a second); `recover
+/// --proven` must hold that much media, and a byte changed inside the proven part must be
+/// detected. Returns the proof.
+fn checkpoints_prove_a_killed_recording(
+    name: &str,
+    sources: &str,
+    kind: &str,
+) -> serde_json::Value {
+    const INTERVAL: f64 = 5.0;
+    let seconds = random_moment(6.0, 14.0);
+    eprintln!("{name}: killing after {seconds:.2} s");
+    let killed = record_and_kill(name, sources, "checkpoint-interval=5", seconds);
+    let (keys, partial) = (&killed.keys, &killed.partial);
+    let public = keys.join("vcc.pub");
+    let identity = keys.join("key.txt");
+    let verify = |with_identity: bool| {
+        let mut args = vec![
+            "verify".as_ref(),
+            "--json".as_ref(),
+            "--partial".as_ref(),
+            "--key".as_ref(),
+            public.as_os_str(),
+            partial.as_os_str(),
+        ];
+        if with_identity {
+            args.extend(["--identity".as_ref(), identity.as_os_str()]);
+        }
+        vcc_vault(&args)
+    };
+    let output = verify(true);
+    assert!(
+        output.status.success(),
+        "verify --partial: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let proof: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let proof = proof["proof"].clone();
+    assert_eq!(proof["tail_proven"], true, "{proof}");
+    assert_eq!(proof["checkpoint"]["call_id"], format!("call-{name}"));
+    let running = proof["checkpoint"]["running_time_ns"].as_u64().unwrap() as f64 / 1e9;
+    assert!(
+        running >= killed.recorded_for - INTERVAL - 1.5,
+        "the last signed checkpoint is at {running:.2} s of {:.2} s recorded: {proof}",
+        killed.recorded_for
+    );
+    // Recovery keeps exactly the proven part, and it is that much media.
+    let proven = killed.dir.join("proven.mp4");
+    let output = vcc_vault(&[
+        "recover".as_ref(),
+        "--proven".as_ref(),
+        "--key".as_ref(),
+        public.as_os_str(),
+        "--identity".as_ref(),
+        identity.as_os_str(),
+        partial.as_os_str(),
+        "-o".as_ref(),
+        proven.as_os_str(),
+    ]);
+    assert!(
+        output.status.success(),
+        "recover --proven: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        std::fs::metadata(&proven).unwrap().len(),
+        proof["proven_plaintext_bytes"].as_u64().unwrap()
+    );
+    let held = probe::packet_spans(&proven)
+        .get(kind)
+        .map_or(0.0, |span| span.1);
+    eprintln!(
+        "{name}: recorded {:.2} s, proven {held:.2} s of {kind} (checkpoint at {running:.2} s)",
+        killed.recorded_for
+    );
+    assert!(
+        held >= killed.recorded_for - INTERVAL - 1.5,
+        "only {held:.2} s of {kind} proven of {:.2} s",
+        killed.recorded_for
+    );
+    // A byte changed inside the proven part: in a completed chunk, the public key alone
+    // detects it; in the chunk being filled, the identity does.
+    let stable = proof["checkpoint"]["stable_bytes"].as_u64().unwrap();
+    let mut bytes = std::fs::read(partial).unwrap();
+    let at = if stable > 1000 {
+        stable as usize / 2
+    } else {
+        stable as usize + 100
+    };
+    bytes[at] ^= 0x01;
+    std::fs::write(partial, &bytes).unwrap();
+    let output = verify(stable <= 1000);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("MODIFIED"),
+        "a byte changed at {at} (stable part {stable} bytes) was not detected: {stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&killed.dir);
+    proof
+}
+
+#[test]
+fn signed_checkpoints_prove_all_but_the_last_interval_of_a_killed_call() {
+    // 250 kbps: several 64 KiB chunks are completed, the public key proves them.
+    let proof = checkpoints_prove_a_killed_recording(
+        "checkpoint-av",
+        "videotestsrc is-live=true pattern=ball ! video/x-raw,width=320,height=240,framerate=15/1 \
+         ! x264enc tune=zerolatency bitrate=200 key-int-max=30 ! rec.video_0 \
+         audiotestsrc is-live=true ! audio/x-raw,rate=48000,channels=1 ! opusenc bitrate=32000 ! rec.audio_0",
+        "video",
+    );
+    assert!(proof["checkpoint"]["stable_bytes"].as_u64().unwrap() > 65536);
+}
+
+#[test]
+fn signed_checkpoints_prove_a_killed_audio_only_call_with_the_identity() {
+    // 32 kbps Opus: the whole call fits in the chunk being filled; only the identity proves it.
+    checkpoints_prove_a_killed_recording(
+        "checkpoint-audio",
+        "audiotestsrc is-live=true wave=ticks ! audio/x-raw,rate=48000,channels=1 ! opusenc bitrate=32000 ! rec.audio_0",
+        "audio",
+    );
 }
 
 #[test]

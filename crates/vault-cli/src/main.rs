@@ -4,6 +4,8 @@
 //!   vcc-vault verify --key vcc.pub call.mp4.age [--manifest call.mp4.age.json]
 //!   vcc-vault decrypt --identity key.txt call.mp4.age -o call.mp4
 //!   vcc-vault recover --identity key.txt call.mp4.age.partial -o call.mp4
+//!   vcc-vault verify --key vcc.pub --partial call.mp4.age.partial [--identity key.txt]
+//!   vcc-vault recover --identity key.txt --proven --key vcc.pub call.mp4.age.partial -o call.mp4
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -12,7 +14,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use vault::keys::{self, Unlock};
-use vault::{durable, read, sign};
+use vault::{checkpoint, durable, read, sign};
 
 #[derive(Parser)]
 #[command(
@@ -48,6 +50,17 @@ enum Command {
         /// segment once, in order, each naming the one before).
         #[arg(long)]
         chain: bool,
+        /// The file is a crashed recording's `.partial`: prove how much of it is authentic
+        /// with the signed checkpoints beside it (`<recording>.checkpoints`).
+        #[arg(long, conflicts_with_all = ["chain", "manifest"])]
+        partial: bool,
+        /// With --partial: an age identity, to prove the chunk that was being filled too
+        /// (without it only the completed 64 KiB chunks are proven).
+        #[arg(long, requires = "partial")]
+        identity: Option<PathBuf>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Decrypt a complete recording; fails on any damage and then writes nothing.
     Decrypt {
@@ -66,6 +79,13 @@ enum Command {
         file: PathBuf,
         #[arg(short, long)]
         output: PathBuf,
+        /// Keep exactly what the signed checkpoints prove (needs --key): nothing after the
+        /// last signed checkpoint, refused if the file was modified inside it.
+        #[arg(long, requires = "key")]
+        proven: bool,
+        /// The minisign public key the checkpoints are signed with.
+        #[arg(long)]
+        key: Option<PathBuf>,
         /// Print the result as JSON.
         #[arg(long)]
         json: bool,
@@ -81,20 +101,96 @@ fn create_new(path: &Path) -> Result<BufWriter<File>, String> {
         .map_err(|e| format!("cannot create '{}': {e}", path.display()))
 }
 
-fn recover(identity: &Path, file: &Path, output: &Path, json: bool) -> Result<(), String> {
+/// What the signed checkpoints of a crashed recording prove; an error if they prove nothing
+/// or the file was modified.
+fn prove(file: &Path, key: &Path, unlock: Option<&Unlock>) -> Result<checkpoint::Proof, String> {
+    let proof = checkpoint::verify_partial(file, key, unlock).map_err(|e| e.to_string())?;
+    if !proof.modified.is_empty() {
+        return Err(format!(
+            "'{}' was MODIFIED after it was checkpointed: {}",
+            file.display(),
+            proof.modified.join("; ")
+        ));
+    }
+    if proof.checkpoint.is_none() {
+        return Err(format!(
+            "no signed checkpoint of '{}' matches it{}",
+            file.display(),
+            if proof.forged_lines > 0 {
+                format!(" ({} lines fail their signature)", proof.forged_lines)
+            } else {
+                String::new()
+            }
+        ));
+    }
+    Ok(proof)
+}
+
+fn verify_partial(
+    key: &Path,
+    file: &Path,
+    identity: Option<&Path>,
+    json: bool,
+) -> Result<(), String> {
+    let unlock = identity.map(|i| Unlock::IdentityFile(i.to_path_buf()));
+    let proof = prove(file, key, unlock.as_ref())?;
+    let record = proof.checkpoint.as_ref().expect("prove checks");
+    if json {
+        println!("{}", serde_json::json!({"file": file, "proof": proof}));
+        return Ok(());
+    }
+    println!(
+        "checkpoint OK: {} proven authentic up to checkpoint {} ({} UTC{}): {} of its {} media bytes{}{}",
+        file.display(),
+        record.sequence,
+        record.wall_time_utc,
+        record
+            .running_time_ns
+            .map(|ns| format!(", running time {:.3} s", ns as f64 / 1e9))
+            .unwrap_or_default(),
+        proof.proven_plaintext_bytes,
+        record.plaintext_bytes,
+        if proof.tail_proven || record.tail_plaintext_bytes == 0 {
+            String::new()
+        } else {
+            " (give --identity to prove the chunk being filled)".to_string()
+        },
+        if proof.forged_lines > 0 {
+            format!(
+                "; {} checkpoint lines fail their signature",
+                proof.forged_lines
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(())
+}
+
+fn recover(
+    identity: &Path,
+    file: &Path,
+    output: &Path,
+    proven_by: Option<&Path>,
+    json: bool,
+) -> Result<(), String> {
     if output.exists() {
         return Err(format!(
             "'{}' exists; remove it or choose another output",
             output.display()
         ));
     }
+    let unlock = Unlock::IdentityFile(identity.to_path_buf());
+    let proof = proven_by
+        .map(|key| prove(file, key, Some(&unlock)))
+        .transpose()?;
     let temporary = durable::with_suffix(output, ".part");
     let mut out = create_new(&temporary)?;
     let result = read::recover(
         file,
-        &Unlock::IdentityFile(identity.to_path_buf()),
+        &unlock,
         &mut out,
-        None,
+        proof.as_ref().map(|p| p.proven_plaintext_bytes),
     )
     .map_err(|e| e.to_string())
     .and_then(|recovery| {
@@ -126,7 +222,19 @@ fn recover(identity: &Path, file: &Path, output: &Path, json: bool) -> Result<()
     if json {
         println!(
             "{}",
-            serde_json::json!({"file": file, "output": output, "recovery": recovery})
+            serde_json::json!({"file": file, "output": output, "recovery": recovery, "proof": proof})
+        );
+    } else if let Some(proof) = &proof {
+        eprintln!(
+            "recovered the {} bytes proven by checkpoint {} to {}{}",
+            recovery.written_bytes,
+            proof.checkpoint.as_ref().map_or(0, |c| c.sequence),
+            output.display(),
+            if recovery.holes.is_empty() {
+                String::new()
+            } else {
+                format!(" (damaged: {})", recovery.describe_holes())
+            }
         );
     } else if recovery.holes.is_empty() {
         eprintln!(
@@ -239,7 +347,19 @@ fn run(cli: Cli) -> Result<(), String> {
             files,
             manifest,
             chain,
-        } => verify(&key, &files, &manifest, chain),
+            partial,
+            identity,
+            json,
+        } => {
+            if partial {
+                let [file] = &files[..] else {
+                    return Err("give one .partial recording with --partial".into());
+                };
+                verify_partial(&key, file, identity.as_deref(), json)
+            } else {
+                verify(&key, &files, &manifest, chain)
+            }
+        }
         Command::Decrypt {
             identity,
             file,
@@ -256,8 +376,16 @@ fn run(cli: Cli) -> Result<(), String> {
             identity,
             file,
             output,
+            proven,
+            key,
             json,
-        } => recover(&identity, &file, &output, json),
+        } => recover(
+            &identity,
+            &file,
+            &output,
+            key.as_deref().filter(|_| proven),
+            json,
+        ),
     }
 }
 

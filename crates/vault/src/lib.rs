@@ -16,6 +16,7 @@
 //! - [`sign`]: signatures and what they bind;
 //! - [`durable`]: small files written durably, directory syncs.
 
+pub mod checkpoint;
 pub mod durable;
 pub mod error;
 mod header;

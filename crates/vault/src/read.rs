@@ -184,6 +184,7 @@ impl Recovery {
 struct Payload {
     file: File,
     cipher: ChaCha20Poly1305,
+    key: [u8; 32],
     start: u64,
     len: u64,
 }
@@ -231,6 +232,7 @@ fn open_payload(path: &Path, unlock: &Unlock) -> Result<Payload, VaultError> {
     Ok(Payload {
         file,
         cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),
+        key,
         start: parsed.len as u64 + 16,
         len,
     })
@@ -238,16 +240,17 @@ fn open_payload(path: &Path, unlock: &Unlock) -> Result<Payload, VaultError> {
 
 /// Decrypts every chunk of `path` that authenticates into `output`, skipping damaged ones
 /// (zero-filled, reported as holes) and stopping at the final chunk or the end of the file.
-/// `ciphertext_limit`: read only the first bytes of the file (the part a signed checkpoint
-/// proves).
+/// `plaintext_limit`: write only the first bytes of the plaintext (the part signed
+/// checkpoints prove, see `crate::checkpoint`).
 pub fn recover(
     path: &Path,
     unlock: &Unlock,
     output: &mut impl Write,
-    ciphertext_limit: Option<u64>,
+    plaintext_limit: Option<u64>,
 ) -> Result<Recovery, VaultError> {
     let payload = open_payload(path, unlock)?;
-    let end = ciphertext_limit.map_or(payload.len, |limit| limit.min(payload.len));
+    let end = payload.len;
+    let limit = plaintext_limit.unwrap_or(u64::MAX);
     let write_error = |source| VaultError::Write {
         path: PathBuf::from("<output>"),
         source,
@@ -263,6 +266,9 @@ pub fn recover(
     let mut index = 0u64;
     loop {
         let at = payload.start + index * ENCRYPTED_CHUNK_SIZE;
+        if index * CHUNK_SIZE >= limit {
+            break;
+        }
         if at >= end {
             if !recovery.complete {
                 recovery.holes.push(Hole {
@@ -303,7 +309,10 @@ pub fn recover(
                 .map(|plain| (plain, true))
         };
         match opened {
-            Ok((plain, last)) => {
+            Ok((mut plain, last)) => {
+                let room = limit - index * CHUNK_SIZE;
+                let cut = (plain.len() as u64) > room;
+                plain.truncate(room.min(plain.len() as u64) as usize);
                 if pending_zeros > 0 {
                     write_zeros(output, pending_zeros).map_err(write_error)?;
                     recovery.written_bytes += pending_zeros;
@@ -312,8 +321,11 @@ pub fn recover(
                 output.write_all(&plain).map_err(write_error)?;
                 recovery.recovered_bytes += plain.len() as u64;
                 recovery.written_bytes += plain.len() as u64;
-                if last {
+                if last && !cut {
                     recovery.complete = true;
+                    break;
+                }
+                if cut {
                     break;
                 }
             }
@@ -339,6 +351,43 @@ pub fn recover(
         index += 1;
     }
     Ok(recovery)
+}
+
+/// The keyed MAC (as signed checkpoints carry) of the first `bytes` plaintext bytes of the
+/// chunk at ciphertext offset `at`, which is the chunk being filled when the checkpoint was
+/// signed: it may have grown since (or been completed), so it is read as final or not.
+/// `None` if that chunk does not decrypt or is shorter.
+pub fn chunk_prefix_mac(
+    path: &Path,
+    unlock: &Unlock,
+    at: u64,
+    bytes: u64,
+) -> Result<Option<String>, VaultError> {
+    let payload = open_payload(path, unlock)?;
+    if at < payload.start || !(at - payload.start).is_multiple_of(ENCRYPTED_CHUNK_SIZE) {
+        return Ok(None);
+    }
+    let index = (at - payload.start) / ENCRYPTED_CHUNK_SIZE;
+    let available = payload.len.saturating_sub(at).min(ENCRYPTED_CHUNK_SIZE) as usize;
+    let mut sealed = vec![0u8; available];
+    let read = payload
+        .file
+        .read_at(&mut sealed, at)
+        .map_err(|source| VaultError::Read {
+            what: "recording",
+            path: path.to_path_buf(),
+            source,
+        })?;
+    sealed.truncate(read);
+    let plain = [true, false].into_iter().find_map(|last| {
+        payload
+            .cipher
+            .decrypt(&chunk_nonce(index, last), &*sealed)
+            .ok()
+    });
+    Ok(plain
+        .filter(|plain| plain.len() as u64 >= bytes)
+        .map(|plain| crate::writer::tail_mac(&payload.key, &plain[..bytes as usize])))
 }
 
 fn write_zeros(output: &mut impl Write, count: u64) -> io::Result<()> {

@@ -42,6 +42,21 @@ pub struct Checkpoint {
     pub tail_bytes: u64,
     /// Hex SHA-256 of the whole file as it is now (stable bytes and final chunk).
     pub file_sha256: String,
+    /// Plaintext bytes in the final chunk, and their keyed MAC (see [`tail_mac`]): the tail
+    /// is rewritten as the recording goes on, so only someone who can decrypt can prove it.
+    pub tail_plaintext_bytes: u64,
+    pub tail_mac: String,
+}
+
+/// The MAC of a final chunk's plaintext that signed checkpoints carry: HMAC-SHA-256 keyed
+/// by a key derived from the file's payload key, so it proves the tail to whoever can
+/// decrypt and tells nothing about the plaintext to anyone else.
+pub(crate) fn tail_mac(payload_key: &[u8; 32], plaintext: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let key = age_core::primitives::hkdf(&[], b"gst-vcc checkpoint tail", payload_key);
+    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&key).expect("any key length");
+    mac.update(plaintext);
+    hex(mac.finalize().into_bytes())
 }
 
 /// What the finished file is.
@@ -57,6 +72,7 @@ pub struct Finished {
 pub struct AgeWriter {
     file: File,
     cipher: ChaCha20Poly1305,
+    payload_key: [u8; 32],
     /// Header text and nonce.
     payload_start: u64,
     /// Full chunks written as non-final.
@@ -110,6 +126,7 @@ impl AgeWriter {
         Ok(AgeWriter {
             file,
             cipher,
+            payload_key: key,
             payload_start: start.len() as u64,
             committed: 0,
             pending: Vec::new(),
@@ -168,6 +185,8 @@ impl AgeWriter {
             stable_sha256: hex(self.stable_hash.clone().finalize()),
             tail_bytes: tail.len() as u64,
             file_sha256: hex(whole.finalize()),
+            tail_plaintext_bytes: self.buffer.len() as u64,
+            tail_mac: tail_mac(&self.payload_key, &self.buffer),
         })
     }
 

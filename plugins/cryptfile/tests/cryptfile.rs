@@ -199,6 +199,47 @@ fn recording_decrypts_with_age_and_verifies_with_minisign() {
 }
 
 #[test]
+fn checkpoints_are_signed_while_recording_and_removed_once_finished() {
+    let ws = Workspace::new("sidecar");
+    let location = ws.path("live.mp4.age");
+    let sidecar = ws.path("live.mp4.age.checkpoints");
+    // Watch for the sidecar while a live 2 s recording checkpoints every second.
+    let seen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (seen, done, sidecar) = (seen.clone(), done.clone(), sidecar.clone());
+        std::thread::spawn(move || {
+            while !done.load(std::sync::atomic::Ordering::SeqCst) {
+                if std::fs::metadata(&sidecar).is_ok_and(|m| m.len() > 0) {
+                    seen.store(true, std::sync::atomic::Ordering::SeqCst);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        })
+    };
+    let result = run(&format!(
+        "videotestsrc is-live=true num-buffers=60 ! video/x-raw,width=320,height=240,framerate=30/1 \
+         ! x264enc tune=zerolatency key-int-max=30 ! mp4mux fragment-duration=500 \
+         ! encryptedfilesink location={} recipients-file={} signing-key={} checkpoint-interval=1",
+        location.display(),
+        ws.key("recipient.txt"),
+        ws.key("vcc.key")
+    ));
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    watcher.join().unwrap();
+    result.unwrap();
+    assert!(
+        seen.load(std::sync::atomic::Ordering::SeqCst),
+        "no signed checkpoint while recording"
+    );
+    assert!(location.exists());
+    assert!(
+        !sidecar.exists(),
+        "the final signature replaces the checkpoints"
+    );
+}
+
+#[test]
 fn file_encrypted_by_age_cli_plays_with_seeking() {
     let ws = Workspace::new("agesrc");
     let plain = ws.path("clip.mp4");

@@ -10,6 +10,12 @@
 //! current file and starts the next; each file's signature names its segment and the
 //! SHA-256 of the file before it, so a verifier walks the chain.
 //!
+//! With a signing key, every `checkpoint-interval` seconds the checkpoint thread also appends
+//! a *signed checkpoint* to `<location>.checkpoints` (see `vault::checkpoint`): after a crash
+//! `vcc-vault verify --partial` proves how much of the `.partial` file is authentic and
+//! `vcc-vault recover --proven` cuts exactly there. A finished file's own signature replaces
+//! its sidecar, which is then removed.
+//!
 //! Locks, in the order they may be taken: `settings`, then `state`. `checkpointer` (the
 //! thread's handle) is taken with no other lock held; the thread itself only takes `state`.
 
@@ -17,7 +23,8 @@ use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, LazyLock, Mutex, MutexGuard};
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
+use vault::checkpoint::{self, CheckpointRecord};
 use vault::keys::Protection;
 
 use gst::glib;
@@ -40,6 +47,9 @@ static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
 });
 
 const DEFAULT_FSYNC_INTERVAL_MS: u32 = 500;
+const DEFAULT_CHECKPOINT_INTERVAL_S: u32 = 5;
+/// Longest checkpoint interval accepted (an hour).
+const MAX_CHECKPOINT_INTERVAL_S: u32 = 3600;
 
 #[derive(Debug, Clone)]
 struct Settings {
@@ -51,6 +61,7 @@ struct Settings {
     manifest: Option<PathBuf>,
     call_id: Option<String>,
     fsync_interval_ms: u32,
+    checkpoint_interval_s: u32,
     overwrite: bool,
 }
 
@@ -65,6 +76,7 @@ impl Default for Settings {
             manifest: None,
             call_id: None,
             fsync_interval_ms: DEFAULT_FSYNC_INTERVAL_MS,
+            checkpoint_interval_s: DEFAULT_CHECKPOINT_INTERVAL_S,
             overwrite: false,
         }
     }
@@ -106,6 +118,58 @@ struct Recording {
     writer: AgeWriter,
     /// Set when a write or checkpoint failed: nothing more is accepted.
     failed: bool,
+    /// Signed checkpoints: the sidecar, how many were made and when the last was.
+    sidecar: PathBuf,
+    signed_checkpoints: u64,
+    last_signed: Option<Instant>,
+    /// Running time of the end of the last buffer written.
+    running_time: Option<gst::ClockTime>,
+}
+
+impl Recording {
+    /// Makes the recording durable and, with a signing key, signs how far it is.
+    fn checkpoint(&mut self, sign: bool) -> Result<(), String> {
+        let made = self.writer.checkpoint().map_err(|error| {
+            format!(
+                "cannot make '{}' durable: {error}; the {} bytes recorded up to the last checkpoint stay in it and `vcc-vault recover` reads them",
+                self.partial.display(),
+                self.writer.plaintext_bytes()
+            )
+        })?;
+        let Some(key) = self.target.signing_key.clone().filter(|_| sign) else {
+            return Ok(());
+        };
+        let file = self
+            .location
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let call_id = self.target.call_id.clone().or_else(|| {
+            let manifest = self.target.manifest.as_deref()?;
+            manifest_call_id(&self.target.file(manifest, self.index))
+        });
+        let record = CheckpointRecord::new(
+            &file,
+            call_id,
+            self.target.rotating.then_some(self.index),
+            self.signed_checkpoints,
+            self.running_time.map(gst::ClockTime::nseconds),
+            &made,
+            glib::DateTime::now_utc()
+                .and_then(|now| now.format("%Y-%m-%dT%H:%M:%S.%fZ"))
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+        );
+        checkpoint::append(&self.sidecar, &record, &key).map_err(|error| {
+            format!(
+                "cannot sign a checkpoint of '{}': {error}",
+                self.partial.display()
+            )
+        })?;
+        self.signed_checkpoints += 1;
+        self.last_signed = Some(Instant::now());
+        Ok(())
+    }
 }
 
 #[derive(Default)]
@@ -245,6 +309,10 @@ impl EncryptedFileSink {
                 ));
             }
         };
+        // No partial existed, so a sidecar here is stale (its recording was recovered or
+        // removed): it must not prove anything about this one.
+        let sidecar = checkpoint::sidecar_path(&location);
+        let _ = std::fs::remove_file(&sidecar);
         durable::sync_directory(&partial);
         gst::info!(CAT, imp = self, "recording to {}", partial.display());
         Ok(Recording {
@@ -255,6 +323,10 @@ impl EncryptedFileSink {
             partial,
             writer,
             failed: false,
+            sidecar,
+            signed_checkpoints: 0,
+            last_signed: None,
+            running_time: None,
         })
     }
 
@@ -274,6 +346,7 @@ impl EncryptedFileSink {
         })?;
         durable::sync_directory(&recording.location);
         let target = &recording.target;
+        let signed_checkpoints = recording.signed_checkpoints > 0;
         let manifest = target
             .manifest
             .as_deref()
@@ -316,6 +389,10 @@ impl EncryptedFileSink {
                     },
                 )?;
             }
+        }
+        // The file's own signature now proves all of it.
+        if signed_checkpoints && target.signing_key.is_some() {
+            let _ = std::fs::remove_file(&recording.sidecar);
         }
         gst::info!(
             CAT,
@@ -370,8 +447,9 @@ impl EncryptedFileSink {
         Ok(())
     }
 
-    /// Starts the thread that checkpoints the recording every `interval`.
-    fn start_checkpointer(&self, interval: Duration) {
+    /// Starts the thread that makes the recording durable every `interval` and signs a
+    /// checkpoint every `sign_interval`.
+    fn start_checkpointer(&self, interval: Duration, sign_interval: Option<Duration>) {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let state = self.state.clone();
         let element = self.obj().downgrade();
@@ -395,17 +473,14 @@ impl EncryptedFileSink {
                             State::Recording(recording)
                                 if !recording.failed && recording.writer.is_dirty() =>
                             {
-                                match recording.writer.checkpoint() {
-                                    Ok(_) => None,
-                                    Err(error) => {
-                                        recording.failed = true;
-                                        Some(format!(
-                                            "cannot make '{}' durable: {error}; the {} bytes recorded up to the last checkpoint stay in it and `vcc-vault recover` reads them",
-                                            recording.partial.display(),
-                                            recording.writer.plaintext_bytes()
-                                        ))
-                                    }
-                                }
+                                let sign = sign_interval.is_some_and(|every| {
+                                    recording
+                                        .last_signed
+                                        .is_none_or(|last| last.elapsed() + interval / 2 >= every)
+                                });
+                                recording.checkpoint(sign).err().inspect(|_| {
+                                    recording.failed = true;
+                                })
                             }
                             _ => None,
                         }
@@ -489,6 +564,13 @@ impl ObjectImpl for EncryptedFileSink {
                     .default_value(DEFAULT_FSYNC_INTERVAL_MS)
                     .flags(ready)
                     .build(),
+                glib::ParamSpecUInt::builder("checkpoint-interval")
+                    .nick("Checkpoint interval")
+                    .blurb("Seconds between signed checkpoints appended to <location>.checkpoints while recording (needs signing-key; 0 = none): after a crash `vcc-vault verify --partial` proves all but the last interval of the .partial file and `vcc-vault recover --proven` cuts there. Removed once the file is finished and signed")
+                    .default_value(DEFAULT_CHECKPOINT_INTERVAL_S)
+                    .maximum(MAX_CHECKPOINT_INTERVAL_S)
+                    .flags(ready)
+                    .build(),
                 glib::ParamSpecBoolean::builder("overwrite")
                     .nick("Overwrite")
                     .blurb("Replace an existing recording at location instead of failing")
@@ -525,6 +607,9 @@ impl ObjectImpl for EncryptedFileSink {
             }
             "call-id" => settings.call_id = text(),
             "fsync-interval" => settings.fsync_interval_ms = value.get().expect("type checked"),
+            "checkpoint-interval" => {
+                settings.checkpoint_interval_s = value.get().expect("type checked")
+            }
             "overwrite" => settings.overwrite = value.get().expect("type checked"),
             other => unreachable!("unknown property {other}"),
         }
@@ -543,6 +628,7 @@ impl ObjectImpl for EncryptedFileSink {
             "manifest" => path(&settings.manifest),
             "call-id" => settings.call_id.to_value(),
             "fsync-interval" => settings.fsync_interval_ms.to_value(),
+            "checkpoint-interval" => settings.checkpoint_interval_s.to_value(),
             "overwrite" => settings.overwrite.to_value(),
             other => unreachable!("unknown property {other}"),
         }
@@ -585,9 +671,20 @@ impl BaseSinkImpl for EncryptedFileSink {
         let settings = lock(&self.settings).clone();
         let target = self.target(&settings)?;
         let recording = self.open(&target, 0, None)?;
+        let sign_interval = (settings.checkpoint_interval_s > 0 && target.signing_key.is_some())
+            .then(|| Duration::from_secs(settings.checkpoint_interval_s.into()));
+        if settings.checkpoint_interval_s > 0 && target.signing_key.is_none() {
+            gst::debug!(CAT, imp = self, "no signing-key: no signed checkpoints");
+        }
         *lock(&self.state) = State::Recording(Box::new(recording));
-        if settings.fsync_interval_ms > 0 {
-            self.start_checkpointer(Duration::from_millis(settings.fsync_interval_ms as u64));
+        let fsync = (settings.fsync_interval_ms > 0)
+            .then(|| Duration::from_millis(settings.fsync_interval_ms.into()));
+        // Signed checkpoints are durable ones: the thread runs at the shorter interval.
+        if let Some(interval) = match (fsync, sign_interval) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        } {
+            self.start_checkpointer(interval, sign_interval);
         }
         Ok(())
     }
@@ -595,8 +692,9 @@ impl BaseSinkImpl for EncryptedFileSink {
     fn stop(&self) -> Result<(), gst::ErrorMessage> {
         self.stop_checkpointer();
         if let State::Recording(mut recording) = std::mem::take(&mut *lock(&self.state)) {
-            // No EOS: make what was written durable; the partial file decrypts as it is.
-            let synced = recording.failed || recording.writer.checkpoint().is_ok();
+            // No EOS: make what was written durable and prove it; the partial file decrypts
+            // as it is.
+            let synced = recording.failed || recording.checkpoint(true).is_ok();
             gst::warning!(
                 CAT,
                 imp = self,
@@ -631,6 +729,17 @@ impl BaseSinkImpl for EncryptedFileSink {
             gst::element_imp_error!(self, gst::CoreError::Failed, ("cannot map buffer"));
             gst::FlowError::Error
         })?;
+        // A muxer's output is a byte stream whose buffers carry the running time of the
+        // samples they hold; a time segment is converted.
+        if let Some(pts) = buffer.pts() {
+            let end = pts + buffer.duration().unwrap_or(gst::ClockTime::ZERO);
+            let segment = self.obj().segment();
+            let running = match segment.downcast_ref::<gst::ClockTime>() {
+                Some(segment) => segment.to_running_time(end),
+                None => Some(end),
+            };
+            recording.running_time = recording.running_time.max(running);
+        }
         if let Err(error) = recording.writer.write(&map) {
             recording.failed = true;
             let (partial, bytes) = (
