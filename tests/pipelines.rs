@@ -94,6 +94,48 @@ fn every_pipeline_file_runs() {
     assert_eq!(manifest["call"]["call_id"], "demo-call");
     assert!(PathBuf::from(format!("{}.minisig", manifest_path.display())).exists());
 
+    // The long-call pipeline, its segment length shortened to 1 s of a 2 s input: two or
+    // more chained segments that verify as a chain.
+    let long_call = dir.join("long");
+    run(&description(
+        "record-long-call-rotating.pipeline",
+        &[
+            (
+                "max-segment-duration=600000000000",
+                "max-segment-duration=1000000000".into(),
+            ),
+            ("@INPUT@", input.display().to_string()),
+            ("@KEYS@", keys.clone()),
+            ("@OUTPUT@", long_call.display().to_string()),
+        ],
+    ));
+    covered.push("record-long-call-rotating.pipeline");
+    let segments: Vec<PathBuf> = (0..10)
+        .map(|i| PathBuf::from(format!("{}-{i:03}.mp4.age", long_call.display())))
+        .take_while(|path| path.exists())
+        .collect();
+    assert!(segments.len() >= 2, "{segments:?}");
+    let manifests: Vec<String> = (0..segments.len())
+        .map(|i| format!("{}-{i:03}.json", long_call.display()))
+        .collect();
+    let mut verify = Command::new(test_support::paths::built("vcc-vault"));
+    verify
+        .args(["verify", "--chain", "--key"])
+        .arg(format!("{keys}/vcc.pub"))
+        .args(&segments);
+    for manifest in &manifests {
+        verify.args(["--manifest", manifest]);
+    }
+    let output = verify.output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let first: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifests[0]).unwrap()).unwrap();
+    assert_eq!(first["call"]["call_id"], "demo-long-call", "{first}");
+
     let export = dir.join("export.mp4");
     run(&description(
         "export-encrypted.pipeline",
