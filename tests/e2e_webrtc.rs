@@ -20,6 +20,7 @@ const HEIGHT: usize = 288;
 const CALL_SECONDS: f64 = 10.0;
 const PAUSE_AT: f64 = 4.0;
 const RESUME_AT: f64 = 6.0;
+const TOKEN: &str = "test-token-0123456789abcdef";
 
 /// Regions of the carphone frame, as fractions (x0, y0, x1, y1): the face, and the striped
 /// sunshade on the left (background).
@@ -97,13 +98,19 @@ fn browser_call_is_processed_sent_back_and_recorded_with_a_pause() {
     assert!(status.success());
 
     let port = free_tcp_port();
-    let recording = dir.join("call.mp4.age");
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let recording = dir.join("calls/e2e-webrtc.mp4.age");
     let mut agent = ChildGuard::spawn(
         Command::new(example("webrtc_agent"))
             .args(["--port", &port.to_string(), "--once", "--effect", "solid"])
-            .args(["--call-id", "e2e-webrtc"])
-            .arg("--output")
-            .arg(&recording)
+            // Recorded at the camera's size, so recorded and camera frames compare pixel by
+            // pixel (the default, sd, letterboxes this 11:9 camera into 640x360).
+            .args(["--video-preset", "passthrough"])
+            .arg("--token-file")
+            .arg(&token_file)
+            .arg("--output-dir")
+            .arg(dir.join("calls"))
             .arg("--recipients-file")
             .arg(dir.join("recipient.txt"))
             .arg("--signing-key")
@@ -113,12 +120,18 @@ fn browser_call_is_processed_sent_back_and_recorded_with_a_pause() {
     );
     agent.wait_for_stderr_line("listening", Duration::from_secs(60));
 
+    let options = serde_json::json!({
+        "agent": format!("http://127.0.0.1:{port}/"),
+        "token": TOKEN,
+        "call_id": "e2e-webrtc",
+        "clip": clip,
+        "seconds": CALL_SECONDS,
+        "pauses": [[PAUSE_AT, RESUME_AT]],
+    });
     let mut peer = ChildGuard::spawn(
         Command::new("node")
             .arg(e2e.join("webrtc_peer.mjs"))
-            .arg(format!("http://127.0.0.1:{port}/"))
-            .arg(&clip)
-            .args([CALL_SECONDS, PAUSE_AT, RESUME_AT].map(|s| s.to_string()))
+            .arg(options.to_string())
             .stdout(Stdio::piped()),
     );
     assert!(
@@ -128,6 +141,13 @@ fn browser_call_is_processed_sent_back_and_recorded_with_a_pause() {
     let result: serde_json::Value =
         serde_json::from_reader(peer.0.stdout.take().unwrap()).expect("peer prints JSON");
     assert!(agent.wait_for(Duration::from_secs(30)), "agent failed");
+    let result = &result["calls"][0];
+    // Pause and resume were acknowledged once applied, with their running time.
+    for ack in result["acks"].as_array().unwrap() {
+        assert_eq!(ack["status"], 200, "{ack}");
+        assert_eq!(ack["applied"], true, "{ack}");
+        assert!(ack["transition"]["running_time_ns"].is_u64(), "{ack}");
+    }
 
     // The agent's preview: the processed video came back to the browser.
     let preview = &result["preview"];
@@ -137,7 +157,7 @@ fn browser_call_is_processed_sent_back_and_recorded_with_a_pause() {
     );
 
     // Signatures with the standard tool, then decryption with the standard tool.
-    let manifest_path = dir.join("call.mp4.age.json");
+    let manifest_path = dir.join("calls/e2e-webrtc.mp4.age.json");
     for file in [&recording, &manifest_path] {
         let status = Command::new("minisign")
             .args(["-Vq", "-p"])
@@ -149,10 +169,11 @@ fn browser_call_is_processed_sent_back_and_recorded_with_a_pause() {
         assert!(status.success(), "signature of {}", file.display());
     }
     let plain = dir.join("call.mp4");
+    assert_eq!(result["ended"]["finished"], true, "{}", result["ended"]);
     age_decrypt(&dir.join("key.txt"), &recording, &plain);
 
     // Duration and the paused interval.
-    let manifest = &result["manifest"];
+    let manifest = &result["ended"]["manifest"];
     assert_eq!(manifest["complete"], true);
     assert_eq!(manifest["call"]["call_id"], "e2e-webrtc");
     let events = manifest["events"].as_array().unwrap();

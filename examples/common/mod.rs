@@ -1,13 +1,35 @@
-//! What the examples share: where and how the call is recorded.
+//! What the examples share: where and how a call is recorded.
 
-use std::path::PathBuf;
+// Each example uses some of these.
+#![allow(dead_code)]
 
-/// Recording options: a plain file, or encrypted (and signed) with encryptedfilesink.
+use std::path::{Path, PathBuf};
+
+/// One recording at a fixed path (an example that records one call per process).
 #[derive(clap::Args, Clone)]
 pub struct RecordingArgs {
-    /// Recording (fragmented MP4); its JSON manifest is written to <output>.json.
+    /// Recording (fragmented MP4); its JSON manifest is written to <output>.json. Never
+    /// overwritten.
     #[arg(long, default_value = "call.mp4")]
     pub output: PathBuf,
+    #[command(flatten)]
+    pub protection: Protection,
+}
+
+impl RecordingArgs {
+    pub fn manifest(&self) -> PathBuf {
+        manifest_of(&self.output)
+    }
+
+    pub fn sink(&self) -> String {
+        self.protection.sink(&self.output, &self.manifest())
+    }
+}
+
+/// How recordings are protected: a plain file, or encrypted (and signed) with
+/// encryptedfilesink.
+#[derive(clap::Args, Clone)]
+pub struct Protection {
     /// age recipients file: encrypt the recording with encryptedfilesink.
     #[arg(long)]
     pub recipients_file: Option<PathBuf>,
@@ -16,24 +38,28 @@ pub struct RecordingArgs {
     pub signing_key: Option<PathBuf>,
 }
 
-impl RecordingArgs {
-    /// The manifest recordmux writes beside the recording.
-    pub fn manifest(&self) -> PathBuf {
-        PathBuf::from(format!("{}.json", self.output.display()))
+impl Protection {
+    /// The file name suffix of a recording: `.mp4`, or `.mp4.age` when encrypted.
+    pub fn extension(&self) -> &'static str {
+        if self.recipients_file.is_some() {
+            "mp4.age"
+        } else {
+            "mp4"
+        }
     }
 
-    /// gst-launch description of the sink that writes the recording, named `recording`. It
-    /// does not preroll: in a live call a sink that waits for its first buffer in PAUSED holds
-    /// every other branch of the pipeline until the recording has data, which may depend on
-    /// those branches.
-    pub fn sink(&self) -> String {
+    /// gst-launch description of the sink that writes `location`, named `recording`. It never
+    /// overwrites an existing recording. It does not preroll: in a live call a sink that
+    /// waits for its first buffer in PAUSED holds every other branch of the pipeline until
+    /// the recording has data, which may depend on those branches.
+    pub fn sink(&self, location: &Path, manifest: &Path) -> String {
         match &self.recipients_file {
             Some(recipients) => format!(
-                "encryptedfilesink name=recording async=false overwrite=true location=\"{}\" \
+                "encryptedfilesink name=recording async=false location=\"{}\" \
                  recipients-file=\"{}\" manifest=\"{}\" {}",
-                self.output.display(),
+                location.display(),
                 recipients.display(),
-                self.manifest().display(),
+                manifest.display(),
                 self.signing_key
                     .as_ref()
                     .map(|key| format!("signing-key=\"{}\"", key.display()))
@@ -41,8 +67,27 @@ impl RecordingArgs {
             ),
             None => format!(
                 "filesink name=recording async=false location=\"{}\"",
-                self.output.display()
+                location.display()
             ),
         }
     }
+}
+
+/// The manifest recordmux writes beside a recording.
+pub fn manifest_of(recording: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.json", recording.display()))
+}
+
+/// Refuses to record over an existing recording (or what a crash left of one).
+pub fn check_free(recording: &Path) -> Result<(), String> {
+    let partial = PathBuf::from(format!("{}.partial", recording.display()));
+    for path in [recording, &partial, &manifest_of(recording)] {
+        if path.exists() {
+            return Err(format!(
+                "'{}' exists: refusing to overwrite a recording",
+                path.display()
+            ));
+        }
+    }
+    Ok(())
 }
