@@ -32,8 +32,36 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// A connection lives at most this long (keep-alive included).
 pub const CONNECTION_LIFETIME: Duration = Duration::from_secs(120);
-/// Open connections at once; beyond, new ones are closed at once.
-pub const MAX_CONNECTIONS: usize = 512;
+/// Open connections at once (each a task and at most MAX_HEADERS of buffer; an idle one is
+/// closed after HEADER_TIMEOUT); beyond, new ones are closed at once. Fewer if the process
+/// may not open that many files (see `connection_limit`).
+pub const MAX_CONNECTIONS: usize = 4096;
+
+/// MAX_CONNECTIONS within the process's open-file limit (raised to its hard limit first, as
+/// servers do), leaving 256 descriptors for the calls' media and files.
+pub fn connection_limit() -> usize {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return 512;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit {
+                rlim_cur: limit.rlim_max,
+                rlim_max: limit.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit = raised;
+            }
+        }
+    }
+    let files = usize::try_from(limit.rlim_cur).unwrap_or(usize::MAX);
+    MAX_CONNECTIONS.min(files.saturating_sub(256)).max(64)
+}
 
 #[derive(Clone)]
 pub struct Access {
@@ -302,9 +330,9 @@ pub fn router(registry: Arc<Registry>, access: Access, ended: Arc<tokio::sync::N
 }
 
 /// Accepts connections until the process ends: each connection is a task with hyper's
-/// header size and read-time bounds and a bounded lifetime; at most MAX_CONNECTIONS at once.
-pub async fn serve(listener: TcpListener, router: Router) {
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+/// header size and read-time bounds and a bounded lifetime; at most `connections` at once.
+pub async fn serve(listener: TcpListener, router: Router, connections: usize) {
+    let slots = Arc::new(Semaphore::new(connections));
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,

@@ -185,7 +185,7 @@ async fn run(
         .map_err(|e| format!("cannot listen on {address}: {e}"))?;
     let ended = Arc::new(tokio::sync::Notify::new());
     let router = http::router(registry.clone(), access, ended.clone());
-    tokio::spawn(http::serve(listener, router));
+    tokio::spawn(http::serve(listener, router, http::connection_limit()));
     eprintln!("listening on http://{address}/ (POST /calls)");
 
     // Calls that end by themselves: checked four times a second.

@@ -1315,3 +1315,44 @@ fn dtmf_tones_are_masked_and_never_recorded() {
     );
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+/// A call that ends before any media arrived (a WebRTC call whose ICE never connected): EOS
+/// on every pad finishes an empty recording with a complete manifest.
+#[test]
+fn a_recording_without_media_finishes_at_eos() {
+    init();
+    let dir = scratch("no-media");
+    let output = dir.join("empty.mp4");
+    let manifest_path = dir.join("empty.mp4.json");
+    let pipeline = gst::parse::launch(&format!(
+        "recordmux name=rec manifest-location={} ! filesink location={} async=false",
+        manifest_path.display(),
+        output.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let rec = pipeline.by_name("rec").unwrap();
+    let pads = [
+        rec.request_pad_simple("video_%u").unwrap(),
+        rec.request_pad_simple("audio_%u").unwrap(),
+    ];
+    pipeline.set_state(gst::State::Playing).unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+    for pad in &pads {
+        assert!(pad.send_event(gst::event::Eos::new()));
+    }
+    let bus = pipeline.bus().unwrap();
+    let message = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(10),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .expect("EOS within 10 s");
+    assert_eq!(message.type_(), gst::MessageType::Eos, "{message:?}");
+    pipeline.set_state(gst::State::Null).unwrap();
+    let manifest = manifest(&manifest_path);
+    assert_eq!(manifest["complete"], true, "{manifest}");
+    assert_eq!(manifest["recorded_duration_ns"], 0, "{manifest}");
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -382,6 +382,34 @@ impl RecordMux {
         Ok(())
     }
 
+    /// Ends stream `id` that never had media: it counts as ended at the gate and its muxer
+    /// pad gets EOS (after the stream-start every stream begins with).
+    fn end_stream_without_media(&self, id: u32) {
+        let mux_pad = {
+            let mut state = self.lock_state();
+            let main = state.main_stream() == Some(id);
+            let Some(stream) = state.stream_mut(id) else {
+                return;
+            };
+            stream.ended = true;
+            stream.ended_at_head = true;
+            let mux_pad = stream.mux_pad.clone();
+            if main {
+                state.gate.main_eos();
+            }
+            mux_pad
+        };
+        self.changed.notify_all();
+        gst::info!(CAT, imp = self, "stream {id} ended before any media");
+        mux_pad.send_event(gst::event::StreamStart::new(&format!(
+            "recordmux-{id}-empty"
+        )));
+        mux_pad.send_event(gst::event::Segment::new(&gst::FormattedSegment::<
+            gst::ClockTime,
+        >::new()));
+        mux_pad.send_event(gst::event::Eos::new());
+    }
+
     /// Keeps the muxer on its first caps: later changes (new codec data after a resolution
     /// change) are carried in band instead; the muxer would write a broken file otherwise.
     pub(super) fn install_caps_guard(&self, id: u32, mux_pad: &gst::Pad) {
@@ -930,19 +958,31 @@ impl ElementImpl for RecordMux {
             .build()
             .upcast::<gst::GhostPad>();
         let element = self.obj().downgrade();
-        ghost.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |_, info| {
+        ghost.add_probe(gst::PadProbeType::EVENT_DOWNSTREAM, move |pad, info| {
             let Some(gst::PadProbeData::Event(event)) = &info.data else {
-                return gst::PadProbeReturn::Ok;
-            };
-            let gst::EventView::Caps(caps) = event.view() else {
                 return gst::PadProbeReturn::Ok;
             };
             let Some(element) = element.upgrade() else {
                 return gst::PadProbeReturn::Ok;
             };
-            match element.imp().on_input_caps(id, kind, caps.caps()) {
-                Ok(()) => gst::PadProbeReturn::Ok,
-                Err(()) => discard(info),
+            match event.view() {
+                gst::EventView::Caps(caps) => {
+                    match element.imp().on_input_caps(id, kind, caps.caps()) {
+                        Ok(()) => gst::PadProbeReturn::Ok,
+                        Err(()) => discard(info),
+                    }
+                }
+                // EOS before any caps (a call that ended before its media came): there is
+                // no branch to carry it, the stream ends at the muxer directly.
+                gst::EventView::Eos(_)
+                    if pad
+                        .downcast_ref::<gst::GhostPad>()
+                        .is_some_and(|ghost| ghost.target().is_none()) =>
+                {
+                    element.imp().end_stream_without_media(id);
+                    discard(info)
+                }
+                _ => gst::PadProbeReturn::Ok,
             }
         });
         // Until the branch exists (at the first caps) nothing downstream answers caps queries:
