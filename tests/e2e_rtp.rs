@@ -67,8 +67,7 @@ fn sip_call(name: &str, srtp: Option<(&str, &str)>) {
     assert!(sender.wait_for(Duration::from_secs(60)), "ffmpeg failed");
     // No more RTP: the gateway ends the call after its idle timeout and finalises the file.
     assert!(gateway.wait_for(Duration::from_secs(60)), "gateway failed");
-    let manifest: serde_json::Value =
-        serde_json::from_reader(gateway.0.stdout.take().unwrap()).expect("manifest on stdout");
+    let manifest = manifest_line(&mut gateway);
 
     let frames = receiver.frames.load(Ordering::Relaxed);
     let samples = receiver.audio_samples.load(Ordering::Relaxed);
@@ -95,6 +94,18 @@ fn sip_call(name: &str, srtp: Option<(&str, &str)>) {
         "PCMU becomes Opus"
     );
     std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// The manifest from the gateway's JSON lines on stdout (after it exited).
+fn manifest_line(gateway: &mut ChildGuard) -> serde_json::Value {
+    let mut stdout = String::new();
+    std::io::Read::read_to_string(&mut gateway.0.stdout.take().unwrap(), &mut stdout).unwrap();
+    stdout
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["event"] == "manifest")
+        .map(|line| line["manifest"].clone())
+        .unwrap_or_else(|| panic!("no manifest on stdout: {stdout}"))
 }
 
 /// Counts the RTP packets arriving on `port` by payload type.

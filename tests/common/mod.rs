@@ -82,7 +82,17 @@ pub fn ffmpeg_rtp_sender(
     let tone = "sine=frequency=440:sample_rate=8000";
     ChildGuard::spawn(
         Command::new("ffmpeg")
-            .args(["-v", "error", "-re", "-t", &seconds, "-i"])
+            // Looped: calls longer than the clip.
+            .args([
+                "-v",
+                "error",
+                "-re",
+                "-stream_loop",
+                "-1",
+                "-t",
+                &seconds,
+                "-i",
+            ])
             .arg(clip)
             .args(["-f", "lavfi", "-t", &seconds, "-i", tone])
             .args(["-map", "0:v", "-c:v", "libx264", "-preset", "veryfast"])
