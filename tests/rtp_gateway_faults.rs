@@ -49,7 +49,7 @@ impl Noise {
     fn garbage(&mut self) -> (Vec<u8>, bool) {
         let seq = self.next() as u16;
         let ssrc = self.next() as u32;
-        let to_video = self.next() % 2 == 0;
+        let to_video = self.next().is_multiple_of(2);
         let packet = match self.next() % 6 {
             0 => {
                 let len = 1 + (self.next() % 300) as usize;
