@@ -401,13 +401,7 @@ impl RecordMux {
         };
         self.changed.notify_all();
         gst::info!(CAT, imp = self, "stream {id} ended before any media");
-        mux_pad.send_event(gst::event::StreamStart::new(&format!(
-            "recordmux-{id}-empty"
-        )));
-        mux_pad.send_event(gst::event::Segment::new(&gst::FormattedSegment::<
-            gst::ClockTime,
-        >::new()));
-        mux_pad.send_event(gst::event::Eos::new());
+        end_mux_pad(&mux_pad, id);
     }
 
     /// Keeps the muxer on its first caps: later changes (new codec data after a resolution
@@ -481,6 +475,22 @@ fn set_container_tags(muxer: &gst::Element, settings: &Settings) {
         tags.add::<gst::tags::Description>(&json.as_str(), gst::TagMergeMode::Replace);
     }
     setter.merge_tags(&tags, gst::TagMergeMode::Replace);
+}
+
+/// Ends a muxer pad with EOS, after the stream-start and segment every stream begins with if
+/// it never had them.
+fn end_mux_pad(mux_pad: &gst::Pad, id: u32) {
+    if mux_pad.sticky_event::<gst::event::StreamStart>(0).is_none() {
+        mux_pad.send_event(gst::event::StreamStart::new(&format!(
+            "recordmux-{id}-empty"
+        )));
+        mux_pad.send_event(gst::event::Segment::new(&gst::FormattedSegment::<
+            gst::ClockTime,
+        >::new()));
+    }
+    if mux_pad.sticky_event::<gst::event::Eos>(0).is_none() {
+        mux_pad.send_event(gst::event::Eos::new());
+    }
 }
 
 /// Drops the event or buffer of a probe (taken and `Handled`: returning `Drop` for an event
@@ -1047,8 +1057,17 @@ impl ElementImpl for RecordMux {
             let _ = self.obj().remove(element);
         }
         // The pad's own muxer: a stream that ended early keeps a pad on an older segment's.
+        // A streaming muxer must not lose a pad (matroskamux 1.22 crashes): the stream ends
+        // there with EOS and the pad goes when the muxer stops.
         if let Some(muxer) = stream.mux_pad.parent_element() {
-            muxer.release_request_pad(&stream.mux_pad);
+            if muxer.current_state() > gst::State::Ready {
+                end_mux_pad(&stream.mux_pad, stream.id);
+                self.lock_state()
+                    .retired_mux_pads
+                    .push(stream.mux_pad.clone());
+            } else {
+                muxer.release_request_pad(&stream.mux_pad);
+            }
         }
         let _ = stream.ghost.set_active(false);
         let _ = self.obj().remove_pad(&stream.ghost);
@@ -1101,7 +1120,17 @@ impl ElementImpl for RecordMux {
             }
             _ => (),
         }
-        self.parent_change_state(transition)
+        let result = self.parent_change_state(transition);
+        if transition == gst::StateChange::PausedToReady {
+            // The muxers stopped: pads of released streams can go now.
+            let retired = std::mem::take(&mut self.lock_state().retired_mux_pads);
+            for pad in retired {
+                if let Some(muxer) = pad.parent_element() {
+                    muxer.release_request_pad(&pad);
+                }
+            }
+        }
+        result
     }
 }
 

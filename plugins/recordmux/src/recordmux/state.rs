@@ -244,6 +244,9 @@ pub struct State {
     pub latency: u64,
     /// The stream that decides (see `crate::gate`).
     pub main: Option<u32>,
+    /// Muxer pads of streams released while the muxer was streaming: ended with EOS and
+    /// released once it stopped (matroskamux 1.22 crashes when a pad goes while it collects).
+    pub retired_mux_pads: Vec<gst::Pad>,
     pub streams: Vec<Stream>,
     pub next_stream_id: u32,
     pub next_video: u32,
@@ -287,6 +290,7 @@ impl State {
             live_clock: None,
             latency: 0,
             main: None,
+            retired_mux_pads: Vec::new(),
             streams: Vec::new(),
             next_stream_id: 0,
             next_video: 0,
