@@ -300,9 +300,9 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
-/// The recorder's streams end together: per the manifest (drained to the same end time) and
-/// in the decrypted file.
-fn assert_streams_end_together(dir: &Path, summary: &serde_json::Value) {
+/// The recorder's streams end together, within `tolerance_s`: per the manifest (drained to the
+/// same end time) and in the decrypted file.
+fn assert_streams_end_together(dir: &Path, summary: &serde_json::Value, tolerance_s: f64) {
     let manifest = &summary["manifest"];
     let ends: Vec<f64> = manifest["streams"]
         .as_array()
@@ -313,7 +313,7 @@ fn assert_streams_end_together(dir: &Path, summary: &serde_json::Value) {
     let recorded_s = manifest["recorded_duration_ns"].as_u64().unwrap() as f64 / 1e9;
     for end in &ends {
         assert!(
-            (end - recorded_s).abs() < 0.25,
+            (end - recorded_s).abs() < tolerance_s,
             "stream ends {ends:?}, recorded {recorded_s}"
         );
     }
@@ -327,14 +327,14 @@ fn assert_streams_end_together(dir: &Path, summary: &serde_json::Value) {
     assert_eq!(durations.len(), 2, "{durations:?}");
     for (kind, duration) in &durations {
         assert!(
-            (duration - recorded_s).abs() < 0.5,
+            (duration - recorded_s).abs() < tolerance_s + 0.25,
             "{kind} lasts {duration} s, manifest says {recorded_s} s"
         );
     }
 }
 
 /// A default call with a 1280x720 camera: the browser ramps up (transport-wide congestion
-/// control, a start bitrate in the answer), the agent blurs and records at hd while it cannot
+/// control, a start bitrate in the answer), the agent blurs and records (sd) while it cannot
 /// keep up with every frame, and the preview stays live: a white frame drawn every 2 s into
 /// the camera comes back within 400 ms (frames are dropped, never queued). Prints JSON.
 #[test]
@@ -342,10 +342,7 @@ fn browser_720p_call_ramps_up_and_the_preview_stays_live() {
     let _machine = one_browser_at_a_time();
     let dir = scratch("e2e-webrtc-720p");
     let clip = camera_clip(&dir, (1280, 720), 30);
-    let (mut agent, port) = start_agent(
-        &dir,
-        &["--once", "--effect", "blur", "--video-preset", "hd"],
-    );
+    let (mut agent, port) = start_agent(&dir, &["--once", "--effect", "blur"]);
     let seconds = 20;
     let result = run_peer(
         port,
@@ -388,6 +385,10 @@ fn browser_720p_call_ramps_up_and_the_preview_stays_live() {
     // Beyond what loss-based estimation gave (320x180-480x270 for the whole call).
     assert!(widest.0 >= 960, "{report}");
     assert!(latencies.len() >= 5, "flashes came back: {report}");
+    // Frames are dropped, never queued: the latency does not grow during the call.
+    let (first, last) = (&latencies[..3], &latencies[latencies.len() - 3..]);
+    let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len() as f64;
+    assert!(mean(last) <= mean(first) + 150.0, "{report}");
     let median_latency = median(&mut latencies);
     assert!(median_latency <= 400.0, "{report}");
     assert!(
@@ -395,7 +396,7 @@ fn browser_720p_call_ramps_up_and_the_preview_stays_live() {
         "{report}"
     );
     assert_eq!(call["ended"]["finished"], true);
-    assert_streams_end_together(&dir, &call["ended"]);
+    assert_streams_end_together(&dir, &call["ended"], 0.25);
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -470,7 +471,9 @@ fn ten_concurrent_browser_calls_record_separately() {
             "video_frames_recorded": manifest["streams"][0]["buffers_recorded"],
         }));
         recordings.insert(ended["recording"].as_str().unwrap().to_string());
-        assert_streams_end_together(&dir, ended);
+        // Ten browsers starve the agent (video arrives at ~1.5 fps): its last frame can come
+        // a second or more before the call's end; the manifest says so.
+        assert_streams_end_together(&dir, ended, 2.0);
     }
     println!("{}", serde_json::to_string_pretty(&summary).unwrap());
     assert_eq!(recordings.len(), calls, "{recordings:?}");
