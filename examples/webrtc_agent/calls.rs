@@ -360,6 +360,8 @@ impl Registry {
 impl Call {
     fn describe(&self) -> serde_json::Value {
         let state = lock(&self.state).clone();
+        // Asked before the bus status is locked: its sync handler runs in streaming threads.
+        let recording_active = self.media.recorder.property::<bool>("recording");
         let status = lock(&self.media.status.0);
         let created = self
             .created
@@ -375,7 +377,7 @@ impl Call {
             },
             "created_unix": created,
             "recording": self.media.recording,
-            "recording_active": self.media.recorder.property::<bool>("recording"),
+            "recording_active": recording_active,
             "transitions": status.transitions,
             "error": status.error,
             "media_idle_ms": self.media.media_idle().as_millis() as u64,
