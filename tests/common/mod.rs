@@ -66,6 +66,7 @@ pub fn ffmpeg_rtp_sender(
     seconds: u32,
     srtp_key: Option<&str>,
 ) -> ChildGuard {
+    let looped = seconds > 4;
     let seconds = seconds.to_string();
     let (scheme, srtp) = match srtp_key {
         Some(key) => (
@@ -82,17 +83,14 @@ pub fn ffmpeg_rtp_sender(
     let tone = "sine=frequency=440:sample_rate=8000";
     ChildGuard::spawn(
         Command::new("ffmpeg")
-            // Looped: calls longer than the clip.
-            .args([
-                "-v",
-                "error",
-                "-re",
-                "-stream_loop",
-                "-1",
-                "-t",
-                &seconds,
-                "-i",
-            ])
+            .args(["-v", "error", "-re"])
+            // Calls longer than the 4 s clip loop it.
+            .args(if looped {
+                &["-stream_loop", "-1"][..]
+            } else {
+                &[][..]
+            })
+            .args(["-t", &seconds, "-i"])
             .arg(clip)
             .args(["-f", "lavfi", "-t", &seconds, "-i", tone])
             .args(["-map", "0:v", "-c:v", "libx264", "-preset", "veryfast"])
