@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -65,14 +64,6 @@ fn region_difference(a: &[u8], b: &[u8], region: (f64, f64, f64, f64)) -> f64 {
     sum as f64 / ((x1 - x0) * (y1 - y0) * 3) as f64
 }
 
-fn free_tcp_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// The fake camera: the carphone clip (a person talking in a car) as y4m at `size` and `fps`
 /// (Chrome loops it).
 fn camera_clip(dir: &Path, (width, height): (usize, usize), fps: u32) -> PathBuf {
@@ -93,29 +84,9 @@ fn camera_clip(dir: &Path, (width, height): (usize, usize), fps: u32) -> PathBuf
     clip
 }
 
-/// webrtc_agent on a free port with keys and a token in `dir`, recording into `dir/calls`.
+/// webrtc_agent on a free port with keys and the test's token in `dir`.
 fn start_agent(dir: &Path, extra: &[&str]) -> (ChildGuard, u16) {
-    write_keys(dir);
-    let port = free_tcp_port();
-    let token_file = dir.join("token");
-    std::fs::write(&token_file, TOKEN).unwrap();
-    let mut agent = ChildGuard::spawn(
-        Command::new(example("webrtc_agent"))
-            .args(["--port", &port.to_string()])
-            .arg("--token-file")
-            .arg(&token_file)
-            .arg("--output-dir")
-            .arg(dir.join("calls"))
-            .arg("--recipients-file")
-            .arg(dir.join("recipient.txt"))
-            .arg("--signing-key")
-            .arg(dir.join("vcc.key"))
-            .args(extra)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped()),
-    );
-    agent.wait_for_stderr_line("listening", Duration::from_secs(60));
-    (agent, port)
+    start_webrtc_agent(dir, TOKEN, extra)
 }
 
 /// Runs tests/e2e/webrtc_peer.mjs with `options` (agent and token added); its JSON.
@@ -191,14 +162,7 @@ fn browser_call_is_processed_sent_back_and_recorded_with_a_pause() {
     // Signatures with the standard tool, then decryption with the standard tool.
     let manifest_path = dir.join("calls/e2e-webrtc.mp4.age.json");
     for file in [&recording, &manifest_path] {
-        let status = Command::new("minisign")
-            .args(["-Vq", "-p"])
-            .arg(dir.join("vcc.pub"))
-            .arg("-m")
-            .arg(file)
-            .status()
-            .expect("minisign runs (package minisign)");
-        assert!(status.success(), "signature of {}", file.display());
+        assert_signed(&dir.join("vcc.pub"), file);
     }
     let plain = dir.join("call.mp4");
     assert_eq!(result["ended"]["finished"], true, "{}", result["ended"]);

@@ -247,14 +247,7 @@ fn blind_packets_spoofed_audio_and_a_garbage_trickle_neither_end_enter_nor_prolo
 
     // Signed and complete; the spoofed sound never reached it; the whole call is in it.
     let recording = dir.join("call.mp4.age");
-    let status = Command::new("minisign")
-        .args(["-Vq", "-p"])
-        .arg(dir.join("vcc.pub"))
-        .arg("-m")
-        .arg(&recording)
-        .status()
-        .unwrap();
-    assert!(status.success());
+    assert_signed(&dir.join("vcc.pub"), &recording);
     let plain = dir.join("call.mp4");
     age_decrypt(&dir.join("key.txt"), &recording, &plain);
     let audio = test_support::probe::audio_samples(&plain, 0);

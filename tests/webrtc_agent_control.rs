@@ -9,10 +9,10 @@ mod common;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{ChildGuard, example, scratch, write_keys};
+use common::{ChildGuard, assert_signed, example, free_tcp_port, scratch, start_webrtc_agent};
 
 const TOKEN: &str = "control-test-token-0123456789";
 
@@ -23,35 +23,9 @@ struct Agent {
     dir: PathBuf,
 }
 
-fn free_tcp_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Agent {
     fn start(dir: &Path, extra: &[&str]) -> Agent {
-        write_keys(dir);
-        std::fs::write(dir.join("token"), TOKEN).unwrap();
-        let port = free_tcp_port();
-        let mut process = ChildGuard::spawn(
-            Command::new(example("webrtc_agent"))
-                .args(["--port", &port.to_string()])
-                .arg("--token-file")
-                .arg(dir.join("token"))
-                .arg("--output-dir")
-                .arg(dir.join("calls"))
-                .arg("--recipients-file")
-                .arg(dir.join("recipient.txt"))
-                .arg("--signing-key")
-                .arg(dir.join("vcc.key"))
-                .args(extra)
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped()),
-        );
-        process.wait_for_stderr_line("listening", Duration::from_secs(60));
+        let (process, port) = start_webrtc_agent(dir, TOKEN, extra);
         Agent {
             process,
             port,
@@ -406,13 +380,6 @@ fn a_call_that_never_connects_ends_by_itself_and_frees_its_slot() {
 fn verify_signed(dir: &Path, recording: &Path) {
     let manifest = PathBuf::from(format!("{}.json", recording.display()));
     for file in [recording, manifest.as_path()] {
-        let status = Command::new("minisign")
-            .args(["-Vq", "-p"])
-            .arg(dir.join("vcc.pub"))
-            .arg("-m")
-            .arg(file)
-            .status()
-            .unwrap();
-        assert!(status.success(), "signature of {}", file.display());
+        assert_signed(&dir.join("vcc.pub"), file);
     }
 }

@@ -17,7 +17,7 @@ pub use test_support::paths::{media, scratch, target_dir};
 #[allow(unused_imports)]
 pub use test_support::probe::{decoded_frames, stream_durations};
 #[allow(unused_imports)]
-pub use test_support::process::{ChildGuard, free_udp_port};
+pub use test_support::process::{ChildGuard, free_tcp_port, free_udp_port};
 
 /// A built example binary (`cargo test --all-targets` builds them).
 pub fn example(name: &str) -> PathBuf {
@@ -37,6 +37,45 @@ pub fn write_keys(dir: &Path) {
     ] {
         std::fs::write(dir.join(name), content).unwrap();
     }
+}
+
+/// `file` carries a valid minisign signature (`<file>.minisig`) by `public_key`, checked with
+/// the standard `minisign` tool.
+pub fn assert_signed(public_key: &Path, file: &Path) {
+    let status = Command::new("minisign")
+        .args(["-Vq", "-p"])
+        .arg(public_key)
+        .arg("-m")
+        .arg(file)
+        .status()
+        .expect("minisign runs (package minisign)");
+    assert!(status.success(), "signature of {}", file.display());
+}
+
+/// The webrtc_agent example on a free port, with keys (`write_keys`) and the API token `token`
+/// in `dir`, recording encrypted and signed into `dir/calls`; returns once it listens.
+pub fn start_webrtc_agent(dir: &Path, token: &str, extra: &[&str]) -> (ChildGuard, u16) {
+    write_keys(dir);
+    let port = free_tcp_port();
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, token).unwrap();
+    let mut agent = ChildGuard::spawn(
+        Command::new(example("webrtc_agent"))
+            .args(["--port", &port.to_string()])
+            .arg("--token-file")
+            .arg(&token_file)
+            .arg("--output-dir")
+            .arg(dir.join("calls"))
+            .arg("--recipients-file")
+            .arg(dir.join("recipient.txt"))
+            .arg("--signing-key")
+            .arg(dir.join("vcc.key"))
+            .args(extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
+    agent.wait_for_stderr_line("listening", std::time::Duration::from_secs(60));
+    (agent, port)
 }
 
 /// Decrypts `input` to `output` with the standard `age` tool and the identity `key`.
