@@ -491,36 +491,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 }
                 gst::MessageView::Element(element) => {
                     let structure = element.structure().unwrap();
-                    match structure.name().as_str() {
-                        "recordmux-manifest" => {
-                            let manifest = structure.get::<String>("manifest").unwrap_or_default();
-                            let manifest: serde_json::Value =
-                                serde_json::from_str(&manifest).unwrap_or_default();
-                            let line =
-                                serde_json::json!({ "event": "manifest", "manifest": manifest });
-                            println!("{line}");
-                        }
-                        name @ ("recordmux-paused" | "recordmux-resumed") => {
-                            let time = |field: &str| {
-                                structure
-                                    .get::<gst::ClockTime>(field)
-                                    .ok()
-                                    .map(gst::ClockTime::nseconds)
-                            };
-                            let event = if name == "recordmux-paused" {
-                                "paused"
-                            } else {
-                                "resumed"
-                            };
-                            let line = serde_json::json!({
-                                "event": event,
-                                "running_time_ns": time("running-time"),
-                                "requested_running_time_ns": time("requested-running-time"),
-                                "reason": structure.get::<String>("reason").unwrap_or_default(),
-                            });
-                            println!("{line}");
-                        }
-                        _ => (),
+                    if let Some(transition) = common::Transition::from_message(structure) {
+                        let event = if transition.paused {
+                            "paused"
+                        } else {
+                            "resumed"
+                        };
+                        let mut line = serde_json::to_value(&transition).unwrap_or_default();
+                        line["event"] = event.into();
+                        println!("{line}");
+                    }
+                    if structure.name() == "recordmux-manifest" {
+                        let manifest = structure.get::<String>("manifest").unwrap_or_default();
+                        let manifest: serde_json::Value =
+                            serde_json::from_str(&manifest).unwrap_or_default();
+                        let line = serde_json::json!({ "event": "manifest", "manifest": manifest });
+                        println!("{line}");
                     }
                 }
                 _ => (),

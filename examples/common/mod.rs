@@ -91,3 +91,36 @@ pub fn check_free(recording: &Path) -> Result<(), String> {
     }
     Ok(())
 }
+
+/// A pause or resume recordmux applied (its `recordmux-paused` / `recordmux-resumed` element
+/// message): what an example acknowledges to whoever asked for it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Transition {
+    pub paused: bool,
+    pub running_time_ns: Option<u64>,
+    pub requested_running_time_ns: Option<u64>,
+    pub reason: String,
+}
+
+impl Transition {
+    /// The transition an element message announces, if it is one.
+    pub fn from_message(structure: &gst::StructureRef) -> Option<Transition> {
+        let paused = match structure.name().as_str() {
+            "recordmux-paused" => true,
+            "recordmux-resumed" => false,
+            _ => return None,
+        };
+        let time = |field: &str| {
+            structure
+                .get::<gst::ClockTime>(field)
+                .ok()
+                .map(gst::ClockTime::nseconds)
+        };
+        Some(Transition {
+            paused,
+            running_time_ns: time("running-time"),
+            requested_running_time_ns: time("requested-running-time"),
+            reason: structure.get::<String>("reason").unwrap_or_default(),
+        })
+    }
+}

@@ -12,6 +12,7 @@ use gst::prelude::*;
 use gst_webrtc::{WebRTCICEGatheringState, WebRTCRTPTransceiverDirection, WebRTCSDPType};
 
 use crate::Error;
+pub use crate::common::Transition;
 
 /// The RTP header extension of transport-wide congestion control: the browser stamps every
 /// packet, webrtcbin's RTP session answers with feedback, and the browser's delay-based
@@ -42,14 +43,6 @@ pub struct BusStatus {
     pub recording_finished: bool,
     /// recordmux-paused / recordmux-resumed messages, in order.
     pub transitions: Vec<Transition>,
-}
-
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct Transition {
-    pub paused: bool,
-    pub running_time_ns: Option<u64>,
-    pub requested_running_time_ns: Option<u64>,
-    pub reason: String,
 }
 
 pub type SharedStatus = Arc<(Mutex<BusStatus>, Condvar)>;
@@ -489,31 +482,15 @@ fn watch_bus(pipeline: &gst::Pipeline, status: SharedStatus) {
             }
             gst::MessageView::Element(element) => {
                 let structure = element.structure().unwrap();
-                match structure.name().as_str() {
-                    name @ ("recordmux-paused" | "recordmux-resumed") => {
-                        let time = |field: &str| {
-                            structure
-                                .get::<gst::ClockTime>(field)
-                                .ok()
-                                .map(gst::ClockTime::nseconds)
-                                .or_else(|| structure.get::<u64>(field).ok())
-                        };
-                        status.transitions.push(Transition {
-                            paused: name == "recordmux-paused",
-                            running_time_ns: time("running-time"),
-                            requested_running_time_ns: time("requested-running-time"),
-                            reason: structure.get::<String>("reason").unwrap_or_default(),
-                        });
-                    }
-                    "GstBinForwarded" => {
-                        if let Ok(inner) = structure.get::<gst::Message>("message")
-                            && inner.type_() == gst::MessageType::Eos
-                            && inner.src().is_some_and(|src| src.name() == "recording")
-                        {
-                            status.recording_finished = true;
-                        }
-                    }
-                    _ => (),
+                if let Some(transition) = Transition::from_message(structure) {
+                    status.transitions.push(transition);
+                }
+                if structure.name() == "GstBinForwarded"
+                    && let Ok(inner) = structure.get::<gst::Message>("message")
+                    && inner.type_() == gst::MessageType::Eos
+                    && inner.src().is_some_and(|src| src.name() == "recording")
+                {
+                    status.recording_finished = true;
                 }
             }
             _ => (),
