@@ -276,10 +276,18 @@ fn install_guard(pipeline: &gst::Pipeline, jitter: &str, kind: &'static str, gua
             })
             .map(SocketAddr::from)
             .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
-        let verdict = match buffer.map_readable() {
-            Ok(map) => lock(&guard).check(&map, source, Instant::now()),
-            Err(_) => rtp_guard::Verdict::Refuse(rtp_guard::Refusal::Malformed),
+        // A buffer that cannot be read is checked as empty: refused as malformed, counted.
+        let map = buffer.map_readable().ok();
+        let (verdict, refused) = {
+            let mut guard = lock(&guard);
+            let verdict = guard.check(map.as_deref().unwrap_or(&[]), source, Instant::now());
+            let refused = match verdict {
+                rtp_guard::Verdict::Refuse(reason) => guard.counters().refused(reason),
+                _ => 0,
+            };
+            (verdict, refused)
         };
+        drop(map);
         match verdict {
             rtp_guard::Verdict::Accept => gst::PadProbeReturn::Ok,
             rtp_guard::Verdict::Latched { previous } => {
@@ -292,11 +300,10 @@ fn install_guard(pipeline: &gst::Pipeline, jitter: &str, kind: &'static str, gua
                 gst::PadProbeReturn::Ok
             }
             rtp_guard::Verdict::Refuse(reason) => {
-                let count = lock(&guard).counters().refused(reason);
                 // The first of each kind, then every thousandth: a flood does not flood the log.
-                if count == 1 || count % 1000 == 0 {
+                if refused == 1 || refused % 1000 == 0 {
                     eprintln!(
-                        "{kind}: dropped {count} packet(s) ({}), e.g. from {source}",
+                        "{kind}: dropped {refused} packet(s) ({}), e.g. from {source}",
                         reason.name()
                     );
                 }
