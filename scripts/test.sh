@@ -11,4 +11,5 @@ scripts/fetch-media.sh >/dev/null
 [ -d tests/e2e/node_modules/playwright-core ] || npm ci --prefix tests/e2e --no-audit --no-fund
 # The plugin .so files must exist for the GST_PLUGIN_PATH test; examples for the e2e tests.
 cargo build --workspace --lib --bins --examples
-cargo test --workspace --all-targets
+# --no-fail-fast: one failing test binary does not hide the results of the others.
+cargo test --workspace --all-targets --no-fail-fast

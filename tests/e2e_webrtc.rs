@@ -300,7 +300,8 @@ fn assert_streams_end_together(dir: &Path, summary: &serde_json::Value, toleranc
 /// A default call with a 1280x720 camera: the browser ramps up (transport-wide congestion
 /// control, a start bitrate in the answer), the agent blurs and records (sd) while it cannot
 /// keep up with every frame, and the preview stays live: a white frame drawn every 2 s into
-/// the camera comes back within 400 ms (frames are dropped, never queued). Prints JSON.
+/// the camera comes back within a second and no later at the end than at the start (frames
+/// are dropped, never queued). Prints JSON.
 #[test]
 fn browser_720p_call_ramps_up_and_the_preview_stays_live() {
     let _machine = one_browser_at_a_time();
@@ -353,8 +354,11 @@ fn browser_720p_call_ramps_up_and_the_preview_stays_live() {
     let (first, last) = (&latencies[..3], &latencies[latencies.len() - 3..]);
     let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len() as f64;
     assert!(mean(last) <= mean(first) + 150.0, "{report}");
+    // A queued pipeline (9-10 fps processed of 30 sent) is seconds behind within the call;
+    // the bound leaves room for a loaded 2-core CI machine (its median was 468 ms there,
+    // ~300 ms here) without letting a queue through. Absolute speed is the benches' job.
     let median_latency = median(&mut latencies);
-    assert!(median_latency <= 400.0, "{report}");
+    assert!(median_latency <= 1000.0, "{report}");
     assert!(
         call["preview"]["frames_decoded"].as_u64().unwrap() >= 100,
         "{report}"
