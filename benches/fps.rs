@@ -125,8 +125,21 @@ fn main() {
                         seconds,
                     )
                 });
-                eprintln!("{width}x{height} {effect:?} interval {interval}: {fps:.1} fps");
+                let stages = processor.stats().mean_ms();
+                let round = |ms: f64| (ms * 1000.0).round() / 1000.0;
+                eprintln!(
+                    "{width}x{height} {effect:?} interval {interval}: {fps:.1} fps, ms: input {:.3} inference {:.3} refine {:.3} background {:.3} composite {:.3}",
+                    stages[0], stages[1], stages[2], stages[3], stages[4]
+                );
                 results.push(serde_json::json!({
+                    "stage_ms": {
+                        "model_input": round(stages[0]),
+                        "inference": round(stages[1]),
+                        "mask_refinement": round(stages[2]),
+                        "background": round(stages[3]),
+                        "composite": round(stages[4]),
+                        "not_inference": round(stages[0] + stages[2] + stages[3] + stages[4]),
+                    },
                     "width": width,
                     "height": height,
                     "effect": format!("{effect:?}").to_lowercase(),

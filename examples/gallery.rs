@@ -6,8 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-use gstbackgroundfx::composite::Fit;
 use gstbackgroundfx::layout::{FrameMut, PixelLayout};
+use gstbackgroundfx::picture::Fit;
 use gstbackgroundfx::processor::{Effect, Params, Processor};
 use gstbackgroundfx::segmenter::{Segmenter, shipped_model_path};
 

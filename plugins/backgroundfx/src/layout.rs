@@ -1,5 +1,7 @@
 //! Pixel layouts the filter works on in place, described without GStreamer types.
 
+use crate::plane::{Plane, PlaneMut};
+
 /// How a frame's bytes are laid out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PixelLayout {
@@ -147,6 +149,32 @@ pub struct FrameMut<'a> {
 }
 
 impl FrameMut<'_> {
+    /// Plane `index` of the layout, read-only.
+    pub fn plane(&self, index: usize) -> Plane<'_> {
+        let shape = self.layout.planes()[index];
+        let (width, height) = plane_size(shape, self.width, self.height);
+        Plane {
+            data: self.planes[index],
+            stride: self.strides[index],
+            width,
+            height,
+            channels: shape.channels,
+        }
+    }
+
+    /// Plane `index` of the layout, writable.
+    pub fn plane_mut(&mut self, index: usize) -> PlaneMut<'_> {
+        let shape = self.layout.planes()[index];
+        let (width, height) = plane_size(shape, self.width, self.height);
+        PlaneMut {
+            data: self.planes[index],
+            stride: self.strides[index],
+            width,
+            height,
+            channels: shape.channels,
+        }
+    }
+
     /// Checks that every plane the layout needs is large enough for its stride and size,
     /// so that the processing loops can index without further checks failing.
     pub fn validate(&self) -> Result<(), String> {

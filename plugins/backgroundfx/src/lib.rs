@@ -1,10 +1,15 @@
 //! `backgroundfx`: person segmentation and background blur / replacement for video calls.
 //!
-//! The processing lives in plain modules (`segmenter`, `resample`, `refine`, `composite`,
-//! `processor`); `backgroundfx/imp.rs` is the GStreamer glue.
+//! The processing lives in plain modules (`segmenter`, `model_input`, `refine`, `blur`,
+//! `picture`, `composite`, `processor`, on the `plane` type and the one `boxfilter`); `backgroundfx/imp.rs` is the GStreamer glue.
 
+pub mod blur;
+pub mod boxfilter;
 pub mod composite;
 pub mod layout;
+pub mod model_input;
+pub mod picture;
+pub mod plane;
 pub mod processor;
 pub mod refine;
 pub mod resample;

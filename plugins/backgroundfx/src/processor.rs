@@ -1,10 +1,19 @@
-//! The per-stream background-effect pipeline, free of GStreamer: segmentation, mask
-//! refinement, background and composite, with every buffer allocated once per frame size.
+//! The per-stream background-effect pipeline, free of GStreamer: model input, segmentation
+//! (every N frames, or when the picture changed), mask refinement, background and
+//! composite, with every buffer allocated once per frame size.
 
-use crate::composite::{self, Fit, PlaneBackground, PreparedPicture};
+use std::time::Instant;
+
+use fast_image_resize as fir;
+
+use crate::blur::BlurredBackground;
+use crate::composite::{self, PlaneBackground};
 use crate::layout::{FrameMut, PixelLayout, plane_size};
+use crate::model_input::ModelInput;
+use crate::picture::{self, Fit, PreparedPicture};
+use crate::plane::Plane;
 use crate::refine::{AlphaCurve, AlphaUpsampler, GuidedFilter, TemporalFilter};
-use crate::resample::{Downsampler, LinearTable, MapResizer, luma};
+use crate::resample::luma;
 use crate::segmenter::{ModelError, Segmenter};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -28,8 +37,12 @@ pub struct Params {
     pub threshold: f32,
     pub edge_band: f32,
     pub temporal_smoothing: f32,
-    /// Run the model every N frames; reuse the mask (re-fitted to each frame's edges) in between.
+    /// Run the model every N frames; reuse the mask (re-fitted to each frame's edges) in
+    /// between. 0 = automatic: run it when the picture changed, and at least every
+    /// `max_inference_interval` frames.
     pub inference_interval: u32,
+    /// The longest a mask is reused in automatic mode, in frames.
+    pub max_inference_interval: u32,
     /// When there is no usable mask, replace the whole frame instead of showing it raw.
     pub fail_closed: bool,
     /// Write the person alpha into the frame's alpha channel (formats with alpha only).
@@ -46,6 +59,7 @@ impl Default for Params {
             edge_band: 0.4,
             temporal_smoothing: 0.6,
             inference_interval: 1,
+            max_inference_interval: 10,
             fail_closed: true,
             alpha_output: false,
         }
@@ -57,7 +71,8 @@ impl Default for Params {
 pub enum MaskSource {
     /// The model ran on this frame.
     Inferred,
-    /// The previous mask was reused (inference interval), refitted to this frame.
+    /// The previous mask was reused (inference interval, or automatic mode and the picture
+    /// did not change), refitted to this frame.
     Reused,
     /// No usable mask; the frame was handled per `fail_closed`.
     Unavailable,
@@ -65,19 +80,59 @@ pub enum MaskSource {
     Skipped,
 }
 
+/// Time spent per stage and what happened to the masks, since the processor was created.
+/// Cheap enough to keep always on (a few clock reads per frame).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Stats {
+    pub frames: u64,
+    pub inferences: u64,
+    pub reused_masks: u64,
+    pub unavailable_masks: u64,
+    /// Seconds in each stage, summed over all frames.
+    pub model_input_s: f64,
+    pub inference_s: f64,
+    pub refine_s: f64,
+    pub background_s: f64,
+    pub composite_s: f64,
+}
+
+impl Stats {
+    /// Adds the counts and times of `other` (a processor replaced on a caps change).
+    pub fn add(&mut self, other: &Stats) {
+        self.frames += other.frames;
+        self.inferences += other.inferences;
+        self.reused_masks += other.reused_masks;
+        self.unavailable_masks += other.unavailable_masks;
+        self.model_input_s += other.model_input_s;
+        self.inference_s += other.inference_s;
+        self.refine_s += other.refine_s;
+        self.background_s += other.background_s;
+        self.composite_s += other.composite_s;
+    }
+
+    /// Mean milliseconds per frame of (model input, inference, refinement, background,
+    /// composite); inference is averaged over all frames, not only those that ran it.
+    pub fn mean_ms(&self) -> [f64; 5] {
+        let frames = self.frames.max(1) as f64;
+        [
+            self.model_input_s,
+            self.inference_s,
+            self.refine_s,
+            self.background_s,
+            self.composite_s,
+        ]
+        .map(|s| s * 1000.0 / frames)
+    }
+}
+
 /// Guided filter radius in model pixels and regularisation (luma in [0, 1]).
 const GUIDE_RADIUS: usize = 2;
 const GUIDE_EPSILON: f32 = 2e-3;
-/// Blur work resolution: about this many rows, whatever the frame height.
-const BLUR_WORK_ROWS: usize = 180;
-const BLUR_PASSES: usize = 3;
-
-struct BlurPlane {
-    sampler: Downsampler,
-    work: Vec<f32>,
-    columns: LinearTable,
-    rows: LinearTable,
-}
+/// Automatic inference: a model pixel whose luma moved by more than this since the last
+/// inference has changed...
+const CHANGE_LEVEL: f32 = 18.0 / 255.0;
+/// ...and the model runs again when this share of the pixels has changed.
+const CHANGED_SHARE: f32 = 0.05;
 
 /// Per-stream state. Create one per frame geometry (`Processor::new` again on caps change).
 pub struct Processor {
@@ -86,9 +141,11 @@ pub struct Processor {
     height: usize,
     model_width: usize,
     model_height: usize,
-    model_sampler: Downsampler,
-    model_input: Vec<f32>,
+    resizer: fir::Resizer,
+    model_input: ModelInput,
     guide: Vec<f32>,
+    /// The guide of the frame the mask was inferred on (automatic inference compares to it).
+    inferred_guide: Vec<f32>,
     mask: Vec<f32>,
     mask_valid: bool,
     frames_since_inference: u32,
@@ -97,13 +154,11 @@ pub struct Processor {
     upsampler: AlphaUpsampler,
     alpha: Vec<u8>,
     curve: (f32, f32, AlphaCurve),
-    work_width: usize,
-    work_height: usize,
-    work_weight: Vec<f32>,
-    mask_to_work: MapResizer,
-    blur_planes: Vec<BlurPlane>,
-    blur_scratch: Vec<f32>,
+    blur: Option<BlurredBackground>,
+    /// One row of the solid colour per plane, and the colour it was made for.
+    solid_rows: (Option<[u8; 3]>, Vec<Vec<u8>>),
     picture: Option<PreparedPicture>,
+    stats: Stats,
 }
 
 impl Processor {
@@ -115,24 +170,6 @@ impl Processor {
         model_size: (usize, usize),
     ) -> Self {
         let (model_width, model_height) = model_size;
-        let downscale = (height as f32 / BLUR_WORK_ROWS as f32)
-            .round()
-            .clamp(1.0, 8.0) as usize;
-        let work_width = width.div_ceil(downscale).max(1);
-        let work_height = height.div_ceil(downscale).max(1);
-        let blur_planes = layout
-            .planes()
-            .iter()
-            .map(|shape| {
-                let (pw, ph) = plane_size(*shape, width, height);
-                BlurPlane {
-                    sampler: Downsampler::new(pw, ph, work_width, work_height),
-                    work: vec![0.0; work_width * work_height * (shape.channels + 1)],
-                    columns: LinearTable::new(work_width, pw),
-                    rows: LinearTable::new(work_height, ph),
-                }
-            })
-            .collect();
         let params = Params::default();
         Processor {
             layout,
@@ -140,9 +177,10 @@ impl Processor {
             height,
             model_width,
             model_height,
-            model_sampler: Downsampler::new(width, height, model_width, model_height),
-            model_input: vec![0.0; 3 * model_width * model_height],
+            resizer: fir::Resizer::new(),
+            model_input: ModelInput::new(layout, model_width, model_height),
             guide: vec![0.0; model_width * model_height],
+            inferred_guide: vec![0.0; model_width * model_height],
             mask: vec![0.0; model_width * model_height],
             mask_valid: false,
             frames_since_inference: 0,
@@ -155,13 +193,10 @@ impl Processor {
                 params.edge_band,
                 AlphaCurve::new(params.threshold, params.edge_band),
             ),
-            work_width,
-            work_height,
-            work_weight: vec![0.0; work_width * work_height],
-            mask_to_work: MapResizer::new(model_width, model_height, work_width, work_height),
-            blur_planes,
-            blur_scratch: Vec::new(),
+            blur: None,
+            solid_rows: (None, Vec::new()),
             picture: None,
+            stats: Stats::default(),
         }
     }
 
@@ -177,6 +212,10 @@ impl Processor {
         (self.model_width, self.model_height)
     }
 
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
     /// Forget the temporal history (after a seek, flush or discontinuity).
     pub fn reset(&mut self) {
         self.temporal.reset();
@@ -187,7 +226,7 @@ impl Processor {
     /// Sets (or clears) the background picture, prepared for this frame geometry.
     pub fn set_picture(&mut self, picture: Option<&image::RgbaImage>, fit: Fit, fill: [u8; 3]) {
         self.picture = picture.map(|picture| {
-            composite::prepare_picture(picture, fit, fill, self.layout, self.width, self.height)
+            picture::prepare_picture(picture, fit, fill, self.layout, self.width, self.height)
         });
     }
 
@@ -215,13 +254,47 @@ impl Processor {
         if params.effect == Effect::None && !params.alpha_output {
             return (MaskSource::Skipped, None);
         }
+        self.stats.frames += 1;
         let (source, error) = self.update_mask(frame, params, segmenter);
+        match source {
+            MaskSource::Inferred => self.stats.inferences += 1,
+            MaskSource::Reused => self.stats.reused_masks += 1,
+            _ => self.stats.unavailable_masks += 1,
+        }
         if source == MaskSource::Unavailable && !params.fail_closed {
             return (source, error);
         }
+        let start = Instant::now();
         self.render_alpha(frame, params, source);
+        let rendered = Instant::now();
+        self.stats.refine_s += (rendered - start).as_secs_f64();
+        self.prepare_background(frame, params);
+        let prepared = Instant::now();
+        self.stats.background_s += (prepared - rendered).as_secs_f64();
         self.composite(frame, params);
+        self.stats.composite_s += prepared.elapsed().as_secs_f64();
         (source, error)
+    }
+
+    /// Whether the model must run on this frame.
+    fn inference_due(&self, params: &Params) -> bool {
+        if !self.mask_valid {
+            return true;
+        }
+        let next = self.frames_since_inference + 1;
+        if params.inference_interval > 0 {
+            return next >= params.inference_interval;
+        }
+        if next >= params.max_inference_interval.max(1) {
+            return true;
+        }
+        let changed = self
+            .guide
+            .iter()
+            .zip(&self.inferred_guide)
+            .filter(|(now, then)| (*now - *then).abs() > CHANGE_LEVEL)
+            .count();
+        changed as f32 > CHANGED_SHARE * self.guide.len() as f32
     }
 
     fn update_mask(
@@ -230,11 +303,12 @@ impl Processor {
         params: &Params,
         segmenter: Option<&mut Segmenter>,
     ) -> (MaskSource, Option<ModelError>) {
-        self.model_sampler
-            .model_input(frame, &mut self.model_input, &mut self.guide);
-        let interval = params.inference_interval.max(1);
-        let due = !self.mask_valid || self.frames_since_inference + 1 >= interval;
-        if !due {
+        let start = Instant::now();
+        self.model_input
+            .sample(&mut self.resizer, frame, &mut self.guide);
+        let sampled = Instant::now();
+        self.stats.model_input_s += (sampled - start).as_secs_f64();
+        if !self.inference_due(params) {
             self.frames_since_inference += 1;
             return (MaskSource::Reused, None);
         }
@@ -243,10 +317,14 @@ impl Processor {
             return (MaskSource::Unavailable, None);
         };
         let input = &self.model_input;
-        match segmenter.run(|tensor| tensor.copy_from_slice(input), &mut self.mask) {
+        let result = segmenter.run(|tensor| input.fill(tensor), &mut self.mask);
+        let inferred = Instant::now();
+        self.stats.inference_s += (inferred - sampled).as_secs_f64();
+        match result {
             Ok(()) => {
                 self.temporal
                     .apply(&mut self.mask, params.temporal_smoothing);
+                self.inferred_guide.copy_from_slice(&self.guide);
                 self.mask_valid = true;
                 self.frames_since_inference = 0;
                 (MaskSource::Inferred, None)
@@ -273,111 +351,93 @@ impl Processor {
                 AlphaCurve::new(params.threshold, params.edge_band),
             );
         }
-        let plane = &*frame.planes[0];
-        let stride = frame.strides[0];
+        let plane = frame.plane(0);
         match self.layout {
             PixelLayout::Packed {
                 red, green, blue, ..
             } => self.upsampler.render(
                 &self.guided.coefficients,
                 &self.curve.2,
-                |y, x| {
-                    let p = &plane[y * stride + x * 4..][..4];
-                    luma(p[red], p[green], p[blue])
+                |y, span, out| {
+                    let pixels = &plane.row(y)[span.start * 4..span.end * 4];
+                    for (o, p) in out.iter_mut().zip(pixels.chunks_exact(4)) {
+                        *o = luma(p[red], p[green], p[blue]);
+                    }
                 },
                 &mut self.alpha,
             ),
             PixelLayout::I420 | PixelLayout::Nv12 => self.upsampler.render(
                 &self.guided.coefficients,
                 &self.curve.2,
-                |y, x| plane[y * stride + x],
+                |y, span, out| out.copy_from_slice(&plane.row(y)[span]),
                 &mut self.alpha,
             ),
         }
     }
 
-    fn prepare_blur(&mut self, frame: &FrameMut, params: &Params) {
-        self.mask_to_work.resize(&self.mask, &mut self.work_weight);
-        if !self.mask_valid {
-            self.work_weight.fill(1.0);
-        }
-        // sigma as a share of the frame height; 3 box passes of radius r ~ sigma r.
-        let sigma_full = params.blur_strength.clamp(1, 100) as f32 / 1000.0 * self.height as f32;
-        let sigma_work = sigma_full * self.work_height as f32 / self.height as f32;
-        let radius = (sigma_work.round() as usize).max(1);
-        for (index, (plane, shape)) in self
-            .blur_planes
-            .iter_mut()
-            .zip(self.layout.planes())
-            .enumerate()
-        {
-            let channels = shape.channels;
-            plane.sampler.plane_with_weight_slot(
-                frame.planes[index],
-                frame.strides[index],
-                channels,
-                &mut plane.work,
-            );
-            for (pixel, person) in plane
-                .work
-                .chunks_exact_mut(channels + 1)
-                .zip(&self.work_weight)
-            {
-                let background = 1.0 - person;
-                pixel[channels] = background * background;
+    /// The blurred frame or the solid rows, whichever the effect needs.
+    fn prepare_background(&mut self, frame: &FrameMut, params: &Params) {
+        match params.effect {
+            Effect::Blur => {
+                let strength = params.blur_strength.clamp(1, 100);
+                if self.blur.as_ref().is_none_or(|b| b.strength() != strength) {
+                    self.blur = Some(BlurredBackground::new(
+                        self.layout,
+                        self.width,
+                        self.height,
+                        (self.model_width, self.model_height),
+                        strength,
+                    ));
+                }
+                let person = self.mask_valid.then_some(&self.mask[..]);
+                let blur = self.blur.as_mut().expect("created above");
+                blur.render(&mut self.resizer, frame, person);
             }
-            composite::weighted_blur(
-                &mut plane.work,
-                self.work_width,
-                self.work_height,
-                channels,
-                radius,
-                BLUR_PASSES,
-                &mut self.blur_scratch,
-            );
+            Effect::Solid | Effect::Picture if self.solid_rows.0 != Some(params.colour) => {
+                let values = self.layout.colour_values(params.colour);
+                let rows = self
+                    .layout
+                    .planes()
+                    .iter()
+                    .enumerate()
+                    .map(|(index, shape)| {
+                        let (width, _) = plane_size(*shape, self.width, self.height);
+                        values[index][..shape.channels].repeat(width)
+                    })
+                    .collect();
+                self.solid_rows = (Some(params.colour), rows);
+            }
+            _ => {}
         }
     }
 
     fn composite(&mut self, frame: &mut FrameMut, params: &Params) {
-        if params.effect == Effect::Blur {
-            self.prepare_blur(frame, params);
-        }
         let alpha_byte = match self.layout {
             PixelLayout::Packed {
                 alpha: Some(alpha), ..
             } if params.alpha_output => Some(alpha),
             _ => None,
         };
-        let solid = self.layout.colour_values(params.colour);
+        let alpha = Plane::packed(&self.alpha, self.width, self.height, 1);
         for (index, shape) in self.layout.planes().iter().enumerate() {
+            let solid = || PlaneBackground::Row(&self.solid_rows.1[index]);
             let background = match params.effect {
                 Effect::None => PlaneBackground::Keep,
-                Effect::Solid => PlaneBackground::Solid(solid[index]),
+                Effect::Solid => solid(),
                 Effect::Picture => match &self.picture {
-                    Some(picture) => PlaneBackground::Image {
-                        data: &picture.planes[index],
-                        stride: picture.strides[index],
-                    },
-                    None => PlaneBackground::Solid(solid[index]),
+                    Some(picture) => PlaneBackground::Image(picture.planes[index].as_plane()),
+                    None => solid(),
                 },
-                Effect::Blur => {
-                    let plane = &self.blur_planes[index];
-                    PlaneBackground::Blurred {
-                        work: &plane.work,
-                        work_width: self.work_width,
-                        columns: &plane.columns,
-                        rows: &plane.rows,
-                    }
-                }
+                Effect::Blur => match &self.blur {
+                    Some(blur) => PlaneBackground::Image(blur.plane(index)),
+                    None => PlaneBackground::Keep,
+                },
             };
             composite::composite_plane(
-                frame.planes[index],
-                frame.strides[index],
-                *shape,
-                self.width,
-                self.height,
-                &self.alpha,
-                &background,
+                &mut frame.plane_mut(index),
+                shape.subsampling,
+                alpha,
+                background,
                 alpha_byte,
             );
         }

@@ -12,6 +12,7 @@
 
 use rayon::prelude::*;
 
+use crate::boxfilter::{BoxScratch, box_mean};
 use crate::resample::LinearTable;
 
 /// Uncertainty-weighted exponential smoothing of the person mask.
@@ -43,79 +44,14 @@ impl TemporalFilter {
     }
 }
 
-/// Mean over a (2r+1)^2 window, windows clipped at the borders (normalised by the count
-/// of pixels actually inside, so borders are not darkened).
-fn box_mean(
-    source: &[f32],
-    out: &mut [f32],
-    width: usize,
-    height: usize,
-    radius: usize,
-    scratch: &mut [f32],
-    sums: &mut [f32],
-) {
-    // Horizontal pass into scratch.
-    for y in 0..height {
-        let row = &source[y * width..(y + 1) * width];
-        let dst = &mut scratch[y * width..(y + 1) * width];
-        let mut sum: f32 = row[..radius.min(width - 1) + 1].iter().sum();
-        let mut count = radius.min(width - 1) + 1;
-        for x in 0..width {
-            dst[x] = sum / count as f32;
-            if x + radius + 1 < width {
-                sum += row[x + radius + 1];
-                count += 1;
-            }
-            if x >= radius {
-                sum -= row[x - radius];
-                count -= 1;
-            }
-        }
-    }
-    // Vertical pass, column sums kept for the whole row at once (cache friendly).
-    let sums = &mut sums[..width];
-    sums.fill(0.0);
-    let first = radius.min(height - 1) + 1;
-    for y in 0..first {
-        for (s, v) in sums.iter_mut().zip(&scratch[y * width..(y + 1) * width]) {
-            *s += v;
-        }
-    }
-    let mut count = first;
-    for y in 0..height {
-        let inverse = 1.0 / count as f32;
-        for (o, s) in out[y * width..(y + 1) * width].iter_mut().zip(sums.iter()) {
-            *o = s * inverse;
-        }
-        if y + radius + 1 < height {
-            let add = (y + radius + 1) * width;
-            for (s, v) in sums.iter_mut().zip(&scratch[add..add + width]) {
-                *s += v;
-            }
-            count += 1;
-        }
-        if y >= radius {
-            let remove = (y - radius) * width;
-            for (s, v) in sums.iter_mut().zip(&scratch[remove..remove + width]) {
-                *s -= v;
-            }
-            count -= 1;
-        }
-    }
-}
-
 /// Guided filter at low resolution producing the coefficient maps `a` and `b`.
 #[derive(Debug, Default)]
 pub struct GuidedFilter {
     width: usize,
     height: usize,
-    mean_guide: Vec<f32>,
-    mean_mask: Vec<f32>,
-    correlation: Vec<f32>,
-    variance: Vec<f32>,
-    product: Vec<f32>,
-    scratch: Vec<f32>,
-    column_sums: Vec<f32>,
+    /// Per pixel (guide, mask, guide * mask, guide^2), box-filtered in one pass.
+    moments: Vec<f32>,
+    scratch: BoxScratch,
     /// Interleaved (a, b) per low-resolution pixel, after the final box mean.
     pub coefficients: Vec<f32>,
 }
@@ -126,13 +62,8 @@ impl GuidedFilter {
         GuidedFilter {
             width,
             height,
-            mean_guide: vec![0.0; n],
-            mean_mask: vec![0.0; n],
-            correlation: vec![0.0; n],
-            variance: vec![0.0; n],
-            product: vec![0.0; n],
-            scratch: vec![0.0; n],
-            column_sums: vec![0.0; width],
+            moments: vec![0.0; 4 * n],
+            scratch: BoxScratch::default(),
             coefficients: vec![0.0; 2 * n],
         }
     }
@@ -149,79 +80,24 @@ impl GuidedFilter {
     /// follows the mask more, smaller follows the guide's edges more.
     pub fn compute(&mut self, guide: &[f32], mask: &[f32], radius: usize, epsilon: f32) {
         let (w, h) = (self.width, self.height);
-        box_mean(
-            guide,
-            &mut self.mean_guide,
-            w,
-            h,
-            radius,
-            &mut self.scratch,
-            &mut self.column_sums,
-        );
-        box_mean(
-            mask,
-            &mut self.mean_mask,
-            w,
-            h,
-            radius,
-            &mut self.scratch,
-            &mut self.column_sums,
-        );
-        for ((p, g), m) in self.product.iter_mut().zip(guide).zip(mask) {
-            *p = g * m;
+        for ((m, &g), &p) in self.moments.chunks_exact_mut(4).zip(guide).zip(mask) {
+            m.copy_from_slice(&[g, p, g * p, g * g]);
         }
-        box_mean(
-            &self.product,
-            &mut self.correlation,
-            w,
-            h,
-            radius,
-            &mut self.scratch,
-            &mut self.column_sums,
-        );
-        for (p, g) in self.product.iter_mut().zip(guide) {
-            *p = g * g;
-        }
-        box_mean(
-            &self.product,
-            &mut self.variance,
-            w,
-            h,
-            radius,
-            &mut self.scratch,
-            &mut self.column_sums,
-        );
-        // a = cov(I, p) / (var(I) + eps), b = mean(p) - a * mean(I); reuse buffers.
-        for i in 0..w * h {
-            let mean_i = self.mean_guide[i];
-            let covariance = self.correlation[i] - mean_i * self.mean_mask[i];
-            let variance = self.variance[i] - mean_i * mean_i;
+        box_mean::<4>(&mut self.moments, w, h, radius, &mut self.scratch);
+        // a = cov(I, p) / (var(I) + eps), b = mean(p) - a * mean(I).
+        for (c, m) in self
+            .coefficients
+            .chunks_exact_mut(2)
+            .zip(self.moments.chunks_exact(4))
+        {
+            let (mean_i, mean_p) = (m[0], m[1]);
+            let covariance = m[2] - mean_i * mean_p;
+            let variance = m[3] - mean_i * mean_i;
             let a = covariance / (variance + epsilon);
-            self.correlation[i] = a;
-            self.variance[i] = self.mean_mask[i] - a * mean_i;
+            c[0] = a;
+            c[1] = mean_p - a * mean_i;
         }
-        box_mean(
-            &self.correlation,
-            &mut self.product,
-            w,
-            h,
-            radius,
-            &mut self.scratch,
-            &mut self.column_sums,
-        );
-        box_mean(
-            &self.variance,
-            &mut self.mean_guide,
-            w,
-            h,
-            radius,
-            &mut self.scratch,
-            &mut self.column_sums,
-        );
-        for i in 0..w * h {
-            self.coefficients[2 * i] = self.product[i];
-            self.coefficients[2 * i + 1] = self.mean_guide[i];
-        }
+        box_mean::<2>(&mut self.coefficients, w, h, radius, &mut self.scratch);
     }
 
     /// Coefficients that give alpha 0 everywhere (fail closed: the whole frame is background).
@@ -231,56 +107,43 @@ impl GuidedFilter {
 }
 
 /// Maps a refined alpha in [0, 1] to the final 8-bit alpha with a threshold and an edge
-/// band (smoothstep over `[threshold - band/2, threshold + band/2]`).
+/// band (smoothstep over `[threshold - band/2, threshold + band/2]`), computed (no table:
+/// the loops that call it vectorise).
 #[derive(Debug, Clone)]
 pub struct AlphaCurve {
-    table: Vec<u8>,
-    /// Inputs at or below this map to 0, at or above `opaque_from` to 255.
-    transparent_up_to: f32,
-    opaque_from: f32,
+    low: f32,
+    /// 1 / band width.
+    inverse_band: f32,
+    /// Inputs below this map to 0, at or above `opaque_from` to 255.
+    pub transparent_below: f32,
+    pub opaque_from: f32,
 }
 
-const CURVE_STEPS: usize = 1024;
+/// The band of `edge-band=0`: narrower than any difference that matters in 8 bits.
+const HARD_BAND: f32 = 1e-4;
 
 impl AlphaCurve {
     pub fn new(threshold: f32, band: f32) -> Self {
         let low = threshold - band / 2.0;
         let high = threshold + band / 2.0;
-        let table = (0..CURVE_STEPS)
-            .map(|i| {
-                let x = i as f32 / (CURVE_STEPS - 1) as f32;
-                let t = if high - low < 1e-4 {
-                    if x >= threshold { 1.0 } else { 0.0 }
-                } else {
-                    ((x - low) / (high - low)).clamp(0.0, 1.0)
-                };
-                let smooth = t * t * (3.0 - 2.0 * t);
-                (smooth * 255.0).round() as u8
-            })
-            .collect::<Vec<u8>>();
-        let step = 1.0 / (CURVE_STEPS - 1) as f32;
-        let zeros = table.iter().take_while(|v| **v == 0).count();
-        let full = table.iter().rev().take_while(|v| **v == 255).count();
+        // A hard edge is a band so narrow that no input falls inside it.
+        let (low, high) = if high - low < HARD_BAND {
+            (threshold - HARD_BAND / 2.0, threshold + HARD_BAND / 2.0)
+        } else {
+            (low, high)
+        };
         AlphaCurve {
-            // Any input truncating to an index < zeros maps to 0.
-            transparent_up_to: if zeros == 0 {
-                -1.0
-            } else {
-                zeros as f32 * step - 1e-6
-            },
-            opaque_from: if full == 0 {
-                2.0
-            } else {
-                (CURVE_STEPS - full) as f32 * step + 1e-6
-            },
-            table,
+            low,
+            inverse_band: 1.0 / (high - low),
+            transparent_below: low,
+            opaque_from: high,
         }
     }
 
-    #[inline]
+    #[inline(always)]
     pub fn map(&self, value: f32) -> u8 {
-        let index = (value * (CURVE_STEPS - 1) as f32).clamp(0.0, (CURVE_STEPS - 1) as f32);
-        self.table[index as usize]
+        let t = ((value - self.low) * self.inverse_band).clamp(0.0, 1.0);
+        (t * t * (3.0 - 2.0 * t) * 255.0 + 0.5) as u8
     }
 }
 
@@ -329,7 +192,7 @@ impl AlphaUpsampler {
         &mut self,
         coefficients: &[f32],
         curve: &AlphaCurve,
-        luma_at: impl Fn(usize, usize) -> u8 + Sync,
+        luma_span: impl Fn(usize, std::ops::Range<usize>, &mut [u8]) + Sync,
         alpha: &mut [u8],
     ) {
         let width = self.columns.len();
@@ -340,7 +203,7 @@ impl AlphaUpsampler {
             .extend(coefficients.chunks_exact(2).map(|pair| {
                 let (a, b) = (pair[0], pair[1]);
                 let (low, high) = (b + a.min(0.0), b + a.max(0.0));
-                if high <= curve.transparent_up_to {
+                if high < curve.transparent_below {
                     SATURATED_TRANSPARENT
                 } else if low >= curve.opaque_from {
                     SATURATED_OPAQUE
@@ -356,8 +219,14 @@ impl AlphaUpsampler {
             .with_min_len(16)
             .enumerate()
             .for_each_init(
-                || (vec![0.0f32; pair_row], vec![0u8; low_width]),
-                |(pairs, row_state), (y, out)| {
+                || {
+                    (
+                        vec![0.0f32; pair_row],
+                        vec![0u8; low_width],
+                        vec![0u8; width],
+                    )
+                },
+                |(pairs, row_state, luma), (y, out)| {
                     let top = rows.index[y] as usize;
                     let bottom = rows.next[y] as usize;
                     for (j, state) in row_state.iter_mut().enumerate() {
@@ -380,14 +249,20 @@ impl AlphaUpsampler {
                             out[span.clone()].fill(left_state);
                             continue;
                         }
-                        for x in span.clone() {
-                            let (left, right) =
-                                (2 * columns.index[x] as usize, 2 * columns.next[x] as usize);
-                            let w = columns.weight[x];
-                            let a = pairs[left] + (pairs[right] - pairs[left]) * w;
-                            let b = pairs[left + 1] + (pairs[right + 1] - pairs[left + 1]) * w;
-                            let luma = luma_at(y, x) as f32 * (1.0 / 255.0);
-                            out[x] = curve.map(a * luma + b);
+                        // Within the span the coefficients are a linear blend of two
+                        // neighbours: contiguous weights and luma, no gather, so it vectorises.
+                        let right = (j + 1).min(low_width - 1);
+                        let (a0, b0) = (pairs[2 * j], pairs[2 * j + 1]);
+                        let (da, db) = (pairs[2 * right] - a0, pairs[2 * right + 1] - b0);
+                        let luma = &mut luma[..span.len()];
+                        luma_span(y, span.clone(), luma);
+                        for ((o, &w), &l) in out[span.clone()]
+                            .iter_mut()
+                            .zip(&columns.weight[span.clone()])
+                            .zip(&*luma)
+                        {
+                            let guide = l as f32 * (1.0 / 255.0);
+                            *o = curve.map((a0 + da * w) * guide + (b0 + db * w));
                         }
                     }
                 },
@@ -402,37 +277,6 @@ const UNSATURATED: u8 = 1;
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn box_mean_of_constant_is_constant_including_borders() {
-        let (w, h) = (9, 7);
-        let source = vec![0.3f32; w * h];
-        let mut out = vec![0.0; w * h];
-        let mut scratch = vec![0.0; w * h];
-        box_mean(&source, &mut out, w, h, 3, &mut scratch, &mut vec![0.0; w]);
-        assert!(out.iter().all(|v| (v - 0.3).abs() < 1e-6));
-    }
-
-    #[test]
-    fn box_mean_matches_brute_force() {
-        let (w, h, r) = (11, 6, 2);
-        let source: Vec<f32> = (0..w * h).map(|i| ((i * 37) % 17) as f32).collect();
-        let mut out = vec![0.0; w * h];
-        let mut scratch = vec![0.0; w * h];
-        box_mean(&source, &mut out, w, h, r, &mut scratch, &mut vec![0.0; w]);
-        for y in 0..h {
-            for x in 0..w {
-                let (mut sum, mut count) = (0.0, 0);
-                for yy in y.saturating_sub(r)..(y + r + 1).min(h) {
-                    for xx in x.saturating_sub(r)..(x + r + 1).min(w) {
-                        sum += source[yy * w + xx];
-                        count += 1;
-                    }
-                }
-                assert!((out[y * w + x] - sum / count as f32).abs() < 1e-4);
-            }
-        }
-    }
 
     #[test]
     fn guided_filter_snaps_mask_edge_to_guide_edge() {
@@ -488,7 +332,7 @@ mod tests {
             last = v;
         }
         let hard = AlphaCurve::new(0.5, 0.0);
-        assert_eq!(hard.map(0.49), 0);
-        assert_eq!(hard.map(0.51), 255);
+        assert_eq!(hard.map(0.4999), 0);
+        assert_eq!(hard.map(0.5001), 255);
     }
 }

@@ -6,7 +6,7 @@
 //! GStreamer: it turns a planar RGB tensor into a person-probability map.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, Weak};
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::plan::SimpleState;
@@ -37,20 +37,87 @@ pub enum ModelError {
 type Plan = TypedSimplePlan;
 type State = SimpleState<TypedFact, Box<dyn TypedOp>>;
 
-/// A loaded, optimised segmentation model with its reusable execution state.
-pub struct Segmenter {
-    path: PathBuf,
+/// A loaded, optimised model: one per model per process, shared by every element.
+struct SharedPlan {
+    bytes: Vec<u8>,
     width: usize,
     height: usize,
+    plan: Arc<Plan>,
+}
+
+/// The plans loaded in this process. Entries are weak: a plan goes when its last
+/// segmenter does (a media server that stops all calls frees the model).
+static PLANS: Mutex<Vec<Weak<SharedPlan>>> = Mutex::new(Vec::new());
+
+/// The shared plan for these model bytes, loading and optimising it if no live segmenter
+/// holds one. The lock is not held while optimising: two first loads at once both work,
+/// the later one simply becomes the shared one.
+fn shared_plan(bytes: &[u8], path: &Path) -> Result<Arc<SharedPlan>, ModelError> {
+    let find = || {
+        let mut plans = PLANS
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        plans.retain(|plan| plan.strong_count() > 0);
+        plans
+            .iter()
+            .filter_map(Weak::upgrade)
+            .find(|plan| plan.bytes == bytes)
+    };
+    if let Some(plan) = find() {
+        return Ok(plan);
+    }
+    let (width, height, plan) = optimise(bytes, path)?;
+    let plan = Arc::new(SharedPlan {
+        bytes: bytes.to_vec(),
+        width,
+        height,
+        plan,
+    });
+    PLANS
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .push(Arc::downgrade(&plan));
+    Ok(plan)
+}
+
+fn optimise(bytes: &[u8], path: &Path) -> Result<(usize, usize, Arc<Plan>), ModelError> {
+    let invalid = |message: String| ModelError::Invalid {
+        path: path.to_path_buf(),
+        message,
+    };
+    // tract can panic on some malformed graphs instead of returning an error; a bad file
+    // must never take the streaming thread down, so a panic becomes an ordinary error.
+    let loaded = std::panic::catch_unwind(|| load_typed(bytes))
+        .map_err(|_| invalid("the ONNX loader crashed on this file".into()))?;
+    let model = loaded.map_err(|error| invalid(format!("{error:#}")))?;
+    let (width, height) = check_image_like(&model).map_err(|message| ModelError::NotImageLike {
+        path: path.to_path_buf(),
+        message,
+    })?;
+    let plan = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+        || -> TractResult<Arc<Plan>> { model.into_optimized()?.into_runnable() },
+    ))
+    .map_err(|_| invalid("the optimiser crashed on this model".into()))?
+    .map_err(|error| invalid(format!("{error:#}")))?;
+    Ok((width, height, plan))
+}
+
+/// A segmentation model ready to run: the process-wide optimised plan and this stream's
+/// own execution state and input tensor.
+pub struct Segmenter {
+    path: PathBuf,
+    shared: Arc<SharedPlan>,
     state: State,
+    /// The input, filled in place every inference (the plan holds it only while running).
+    input: Arc<Tensor>,
 }
 
 impl std::fmt::Debug for Segmenter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Segmenter")
             .field("path", &self.path)
-            .field("width", &self.width)
-            .field("height", &self.height)
+            .field("width", &self.width())
+            .field("height", &self.height())
             .finish()
     }
 }
@@ -66,35 +133,25 @@ impl Segmenter {
         Self::from_bytes(&bytes, path)
     }
 
-    /// Loads a model from memory; `path` is only used in messages.
+    /// Loads a model from memory; `path` is only used in messages. The optimised plan is
+    /// shared with every other segmenter of the same model in the process.
     pub fn from_bytes(bytes: &[u8], path: impl Into<PathBuf>) -> Result<Self, ModelError> {
         let path = path.into();
-        let invalid = |message: String| ModelError::Invalid {
-            path: path.clone(),
-            message,
-        };
-        // tract can panic on some malformed graphs instead of returning an error; a bad file
-        // must never take the streaming thread down, so a panic becomes an ordinary error.
-        let loaded = std::panic::catch_unwind(|| load_typed(bytes))
-            .map_err(|_| invalid("the ONNX loader crashed on this file".into()))?;
-        let model = loaded.map_err(|error| invalid(format!("{error:#}")))?;
-        let (width, height) =
-            check_image_like(&model).map_err(|message| ModelError::NotImageLike {
-                path: path.clone(),
-                message,
-            })?;
-        let plan = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
-            || -> TractResult<Arc<Plan>> { model.into_optimized()?.into_runnable() },
-        ))
-        .map_err(|_| invalid("the optimiser crashed on this model".into()))?
-        .map_err(|error| invalid(format!("{error:#}")))?;
-        let state = SimpleState::new(&plan).map_err(|error| invalid(format!("{error:#}")))?;
+        let shared = shared_plan(bytes, &path)?;
+        let inference = |error: TractError| ModelError::Inference(format!("{error:#}"));
+        let state = SimpleState::new(&shared.plan).map_err(inference)?;
+        let input = Tensor::zero::<f32>(&[1, 3, shared.height, shared.width]).map_err(inference)?;
         Ok(Segmenter {
             path,
-            width,
-            height,
+            shared,
             state,
+            input: Arc::new(input),
         })
+    }
+
+    /// Whether two segmenters run the very same optimised plan.
+    pub fn shares_plan_with(&self, other: &Segmenter) -> bool {
+        Arc::ptr_eq(&self.shared, &other.shared)
     }
 
     pub fn path(&self) -> &Path {
@@ -103,12 +160,12 @@ impl Segmenter {
 
     /// Model input width in pixels.
     pub fn width(&self) -> usize {
-        self.width
+        self.shared.width
     }
 
     /// Model input height in pixels.
     pub fn height(&self) -> usize {
-        self.height
+        self.shared.height
     }
 
     /// Runs the model. `fill_input` receives the planar input (R plane, then G, then B;
@@ -119,15 +176,17 @@ impl Segmenter {
         fill_input: impl FnOnce(&mut [f32]),
         person: &mut [f32],
     ) -> Result<(), ModelError> {
-        let plane = self.width * self.height;
+        let plane = self.width() * self.height();
         if person.len() != plane {
             return Err(ModelError::Inference(format!(
                 "output buffer holds {} values, the model produces {plane}",
                 person.len()
             )));
         }
-        let mut input = Tensor::zero::<f32>(&[1, 3, self.height, self.width])
-            .map_err(|error| ModelError::Inference(format!("{error:#}")))?;
+        // The state let go of the input at the end of the last run: it is ours again.
+        let Some(input) = Arc::get_mut(&mut self.input) else {
+            return Err(ModelError::Inference("input tensor still in use".into()));
+        };
         let mut view = input
             .to_plain_array_view_mut::<f32>()
             .map_err(|error| ModelError::Inference(format!("{error:#}")))?;
@@ -137,8 +196,9 @@ impl Segmenter {
             ));
         };
         fill_input(slice);
+        let input = self.input.clone().into_tvalue();
         let outputs = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.state.run(tvec!(input.into_tvalue()))
+            self.state.run(tvec!(input))
         }))
         .map_err(|_| ModelError::Inference("tract panicked".into()))?
         .map_err(|error| ModelError::Inference(format!("{error:#}")))?;
@@ -224,6 +284,20 @@ mod tests {
         assert_eq!((segmenter.width(), segmenter.height()), (256, 144));
         let general = Segmenter::from_file(shipped_model_path("selfie_segmentation.onnx")).unwrap();
         assert_eq!((general.width(), general.height()), (256, 256));
+    }
+
+    #[test]
+    fn segmenters_of_one_model_share_one_plan_and_keep_their_own_state() {
+        let mut first = Segmenter::from_file(landscape()).unwrap();
+        let mut second = Segmenter::from_file(landscape()).unwrap();
+        assert!(first.shares_plan_with(&second));
+        let general = Segmenter::from_file(shipped_model_path("selfie_segmentation.onnx")).unwrap();
+        assert!(!first.shares_plan_with(&general));
+        let (mut a, mut b) = (vec![0.0; 256 * 144], vec![0.0; 256 * 144]);
+        first.run(|input| input.fill(0.2), &mut a).unwrap();
+        second.run(|input| input.fill(0.8), &mut b).unwrap();
+        first.run(|input| input.fill(0.2), &mut b).unwrap();
+        assert_eq!(a, b, "one state's run does not disturb another's");
     }
 
     #[test]

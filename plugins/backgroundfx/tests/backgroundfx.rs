@@ -181,10 +181,11 @@ fn compare(
     result
 }
 
+/// A harness around a backgroundfx configured before it starts (a `model` set on a
+/// running element is loaded in the background while the old one goes on).
 fn harness(properties: &[(&str, &dyn ToValue)]) -> Harness {
     init();
-    let mut h = Harness::new("backgroundfx");
-    let element = h.element().unwrap();
+    let element = gst::ElementFactory::make("backgroundfx").build().unwrap();
     for (name, value) in properties {
         let value = value.to_value();
         match value.get::<&str>() {
@@ -201,6 +202,7 @@ fn harness(properties: &[(&str, &dyn ToValue)]) -> Harness {
             _ => element.set_property_from_value(name, &value),
         }
     }
+    let mut h = Harness::with_element(&element, Some("sink"), Some("src"));
     h.play();
     h
 }
@@ -376,10 +378,48 @@ fn properties_change_mid_stream_without_restart() {
     );
 }
 
+/// Automatic inference on a still picture runs the model once per max-inference-interval
+/// frames, a changed picture at once; the `stats` property counts it all.
+#[test]
+fn automatic_inference_runs_the_model_when_the_picture_changes() {
+    let still = test_frame("carphone000", 1);
+    let other = test_frame("astronaut", 1);
+    let mut h = harness(&[
+        ("effect", &"solid"),
+        ("inference-interval", &0u32),
+        ("max-inference-interval", &5u32),
+    ]);
+    h.set_src_caps(caps("RGBA", still.width, still.height));
+    let stats = |h: &Harness| -> (u64, u64) {
+        let stats = h.element().unwrap().property::<gst::Structure>("stats");
+        (
+            stats.get::<u64>("inferences").unwrap(),
+            stats.get::<u64>("reused-masks").unwrap(),
+        )
+    };
+    for i in 0..7 {
+        h.push_and_pull(make_buffer("RGBA", &still, i)).unwrap();
+    }
+    // Frame 0 and frame 5 (the fifth reuse is not allowed).
+    assert_eq!(stats(&h), (2, 5));
+    h.push_and_pull(make_buffer("RGBA", &other, 7)).unwrap();
+    assert_eq!(stats(&h), (3, 5));
+    let stats = h.element().unwrap().property::<gst::Structure>("stats");
+    assert_eq!(stats.get::<u64>("frames").unwrap(), 8);
+    for stage in [
+        "model-input-ms",
+        "inference-ms",
+        "refine-ms",
+        "composite-ms",
+    ] {
+        assert!(stats.get::<f64>(stage).unwrap() > 0.0, "{stage}: {stats}");
+    }
+}
+
 #[test]
 fn still_person_does_not_flicker() {
     let frame = test_frame("carphone000", 1);
-    for interval in [1u32, 3] {
+    for interval in [1u32, 3, 0] {
         let mut h = harness(&[("effect", &"solid"), ("inference-interval", &interval)]);
         h.set_src_caps(caps("RGBA", frame.width, frame.height));
         let outputs: Vec<Vec<u8>> = (0..6)
@@ -453,13 +493,15 @@ fn broken_model_warns_and_never_shows_the_room() {
     init();
     let model = broken_model();
     let frame = test_frame("carphone060", 1);
-    let mut h = Harness::new("backgroundfx");
-    let element = h.element().unwrap();
+    let element = gst::ElementFactory::make("backgroundfx")
+        .property("model", model.to_str().unwrap())
+        .property_from_str("effect", "solid")
+        .property("color", 0xff00_0000u32)
+        .build()
+        .unwrap();
     let bus = gst::Bus::new();
     element.set_bus(Some(&bus));
-    element.set_property("model", model.to_str().unwrap());
-    element.set_property_from_str("effect", "solid");
-    element.set_property("color", 0xff00_0000u32);
+    let mut h = Harness::with_element(&element, Some("sink"), Some("src"));
     h.play();
     let (input, output) = run_one(&mut h, "RGBx", &frame);
     let messages: Vec<gst::Message> = bus.iter().collect();
@@ -523,6 +565,37 @@ fn a_missing_model_does_not_hang_a_file_pipeline() {
     }
 }
 
+/// A `model` changed while streaming is loaded off the streaming thread: the frame that
+/// notices the change still gets the old model's mask, later frames the new model's
+/// outcome (here: broken, frames pass through as fail-closed=false asks).
+#[test]
+fn a_model_changed_while_playing_loads_in_the_background() {
+    let frame = test_frame("carphone060", 1);
+    let mut h = harness(&[("fail-closed", &false), ("effect", &"solid")]);
+    let (input, output) = run_one(&mut h, "RGBA", &frame);
+    assert_ne!(
+        input.map_readable().unwrap().as_slice(),
+        output.map_readable().unwrap().as_slice()
+    );
+    let model = broken_model();
+    h.element()
+        .unwrap()
+        .set_property("model", model.to_str().unwrap());
+    let (input, output) = run_one(&mut h, "RGBA", &frame);
+    assert_ne!(
+        input.map_readable().unwrap().as_slice(),
+        output.map_readable().unwrap().as_slice(),
+        "the old model goes on while the new one loads"
+    );
+    let passed_through = (0..200).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        let (input, output) = run_one(&mut h, "RGBA", &frame);
+        input.map_readable().unwrap().as_slice() == output.map_readable().unwrap().as_slice()
+    });
+    assert!(passed_through, "the broken model replaced the old one");
+    std::fs::remove_file(model).ok();
+}
+
 #[test]
 fn broken_model_without_fail_closed_passes_frames_through() {
     init();
@@ -569,12 +642,14 @@ fn absurd_values_are_clamped() {
     init();
     let element = gst::ElementFactory::make("backgroundfx")
         .property("blur-strength", 100_000u32)
-        .property("inference-interval", 0u32)
+        .property("inference-interval", 1000u32)
+        .property("max-inference-interval", 0u32)
         .property("threshold", 7.0f32)
         .build()
         .unwrap();
     assert_eq!(element.property::<u32>("blur-strength"), 100);
-    assert_eq!(element.property::<u32>("inference-interval"), 1);
+    assert_eq!(element.property::<u32>("inference-interval"), 30);
+    assert_eq!(element.property::<u32>("max-inference-interval"), 1);
     assert_eq!(element.property::<f32>("threshold"), 1.0);
 }
 

@@ -12,10 +12,10 @@ use gst_video::prelude::*;
 use gst_video::subclass::prelude::*;
 
 use super::{Effect, PictureFit};
-use crate::composite::Fit;
 use crate::layout::{FrameMut, PixelLayout};
-use crate::processor::{self, MaskSource, Params, Processor};
-use crate::segmenter::Segmenter;
+use crate::picture::Fit;
+use crate::processor::{self, MaskSource, Params, Processor, Stats};
+use crate::segmenter::{ModelError, Segmenter};
 
 static CAT: LazyLock<gst::DebugCategory> = LazyLock::new(|| {
     gst::DebugCategory::new(
@@ -45,6 +45,7 @@ struct Settings {
     edge_band: f32,
     temporal_smoothing: f32,
     inference_interval: u32,
+    max_inference_interval: u32,
     fail_closed: bool,
     alpha_output: bool,
 }
@@ -66,6 +67,7 @@ impl Default for Settings {
             edge_band: params.edge_band,
             temporal_smoothing: params.temporal_smoothing,
             inference_interval: params.inference_interval,
+            max_inference_interval: params.max_inference_interval,
             fail_closed: params.fail_closed,
             alpha_output: params.alpha_output,
         }
@@ -87,6 +89,7 @@ impl Settings {
             edge_band: self.edge_band,
             temporal_smoothing: self.temporal_smoothing,
             inference_interval: self.inference_interval,
+            max_inference_interval: self.max_inference_interval,
             fail_closed: self.fail_closed,
             alpha_output: self.alpha_output,
         }
@@ -119,6 +122,12 @@ struct LoadedModel {
     segmenter: Option<Segmenter>,
 }
 
+/// A model being loaded off the streaming thread.
+struct PendingModel {
+    source: Option<PathBuf>,
+    handle: std::thread::JoinHandle<Result<Segmenter, ModelError>>,
+}
+
 /// The decoded picture, keyed by its path, and what it was last prepared for.
 struct LoadedPicture {
     path: PathBuf,
@@ -128,6 +137,7 @@ struct LoadedPicture {
 #[derive(Default)]
 struct State {
     model: Option<LoadedModel>,
+    pending_model: Option<PendingModel>,
     picture: Option<LoadedPicture>,
     /// (picture path, fit, colour) the processor's picture was prepared with.
     prepared_picture: Option<(PathBuf, Fit, [u8; 3])>,
@@ -136,6 +146,8 @@ struct State {
     warned_inference: bool,
     /// A picture path that failed to load while streaming: not retried every frame.
     failed_picture: Option<PathBuf>,
+    /// Statistics of the processors replaced since start (caps changes).
+    earlier_stats: Stats,
 }
 
 #[derive(Default)]
@@ -208,16 +220,71 @@ impl BackgroundFx {
     /// whole frame replaced, or passed through), and the stream goes on, so this is a
     /// WARNING with a `backgroundfx-model-unavailable` element message, never an ERROR (an
     /// element that posts an error must stop the stream).
-    fn ensure_model(&self, state: &mut State, settings: &Settings) {
+    ///
+    /// At start (`wait`) the model is loaded at once. While streaming, a changed `model`
+    /// is loaded and optimised on a thread of its own; the old model keeps working until
+    /// the new one is ready (loading takes ~100 ms, a frame has ~33 ms).
+    fn ensure_model(&self, state: &mut State, settings: &Settings, wait: bool) {
         if let Some(loaded) = &state.model
             && loaded.source == settings.model
         {
+            state.pending_model = None;
             return;
         }
-        let result = match &settings.model {
+        let load = |source: Option<PathBuf>| match &source {
             Some(path) => Segmenter::from_file(path),
             None => Segmenter::from_bytes(BUILTIN_MODEL, BUILTIN_MODEL_NAME),
         };
+        if wait {
+            let result = load(settings.model.clone());
+            self.install_model(state, settings, result);
+            return;
+        }
+        match state.pending_model.take() {
+            Some(pending) if pending.source == settings.model && pending.handle.is_finished() => {
+                let result = pending.handle.join().unwrap_or_else(|_| {
+                    Err(ModelError::Inference("the model loader crashed".into()))
+                });
+                self.install_model(state, settings, result);
+            }
+            Some(pending) if pending.source == settings.model => {
+                state.pending_model = Some(pending);
+            }
+            // Nothing pending, or a load for a model no longer wanted (it finishes alone).
+            _ => {
+                let source = settings.model.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("backgroundfx-model".into())
+                    .spawn({
+                        let source = source.clone();
+                        move || load(source)
+                    });
+                match spawned {
+                    Ok(handle) => {
+                        gst::debug!(
+                            CAT,
+                            imp = self,
+                            "loading model {source:?} in the background"
+                        );
+                        state.pending_model = Some(PendingModel { source, handle });
+                    }
+                    Err(error) => {
+                        let result = Err(ModelError::Inference(format!(
+                            "cannot start the model loader: {error}"
+                        )));
+                        self.install_model(state, settings, result);
+                    }
+                }
+            }
+        }
+    }
+
+    fn install_model(
+        &self,
+        state: &mut State,
+        settings: &Settings,
+        result: Result<Segmenter, ModelError>,
+    ) {
         let segmenter = match result {
             Ok(segmenter) => {
                 gst::info!(
@@ -314,6 +381,9 @@ impl BackgroundFx {
             let Some(layout) = layout_for(info.format()) else {
                 return;
             };
+            if let Some(old) = &state.processor {
+                state.earlier_stats.add(old.stats());
+            }
             state.processor = Some(Processor::new(
                 layout,
                 info.width() as usize,
@@ -335,6 +405,27 @@ impl BackgroundFx {
             );
             state.prepared_picture = wanted;
         }
+    }
+
+    fn stats(&self) -> gst::Structure {
+        let state = lock(&self.state);
+        let mut stats = state.earlier_stats;
+        if let Some(processor) = &state.processor {
+            stats.add(processor.stats());
+        }
+        drop(state);
+        let [model_input, inference, refine, background, composite] = stats.mean_ms();
+        gst::Structure::builder("backgroundfx-stats")
+            .field("frames", stats.frames)
+            .field("inferences", stats.inferences)
+            .field("reused-masks", stats.reused_masks)
+            .field("unavailable-masks", stats.unavailable_masks)
+            .field("model-input-ms", model_input)
+            .field("inference-ms", inference)
+            .field("refine-ms", refine)
+            .field("background-ms", background)
+            .field("composite-ms", composite)
+            .build()
     }
 
     fn clamped<T: PartialOrd + Copy + std::fmt::Debug>(
@@ -433,9 +524,20 @@ impl ObjectImpl for BackgroundFx {
                     .build(),
                 glib::ParamSpecUInt::builder("inference-interval")
                     .nick("Inference interval")
-                    .blurb("Run the model every N frames (1..30); in between, the last mask is re-fitted to each frame's edges")
+                    .blurb("Run the model every N frames (1..30); in between, the last mask is re-fitted to each frame's edges. 0 = automatic: run it when the picture changed (a cheap low-resolution difference), and at least every max-inference-interval frames")
                     .default_value(defaults.inference_interval)
                     .flags(changeable)
+                    .build(),
+                glib::ParamSpecUInt::builder("max-inference-interval")
+                    .nick("Maximum inference interval")
+                    .blurb("With inference-interval=0: the most frames a mask is reused while the picture does not change (1..30)")
+                    .default_value(defaults.max_inference_interval)
+                    .flags(changeable)
+                    .build(),
+                glib::ParamSpecBoxed::builder::<gst::Structure>("stats")
+                    .nick("Statistics")
+                    .blurb("Since start: frames, inferences, reused-masks, unavailable-masks, and the mean milliseconds per frame of each stage (model-input-ms, inference-ms, refine-ms, background-ms, composite-ms)")
+                    .read_only()
                     .build(),
                 glib::ParamSpecBoolean::builder("fail-closed")
                     .nick("Fail closed")
@@ -491,6 +593,14 @@ impl ObjectImpl for BackgroundFx {
                 settings.inference_interval = self.clamped(
                     "inference-interval",
                     value.get().unwrap(),
+                    0,
+                    MAX_INFERENCE_INTERVAL,
+                )
+            }
+            "max-inference-interval" => {
+                settings.max_inference_interval = self.clamped(
+                    "max-inference-interval",
+                    value.get().unwrap(),
                     1,
                     MAX_INFERENCE_INTERVAL,
                 )
@@ -506,6 +616,9 @@ impl ObjectImpl for BackgroundFx {
     }
 
     fn property(&self, _id: usize, pspec: &glib::ParamSpec) -> glib::Value {
+        if pspec.name() == "stats" {
+            return self.stats().to_value();
+        }
         let settings = lock(&self.settings);
         let path_value =
             |path: &Option<PathBuf>| path.as_ref().map(|p| p.display().to_string()).to_value();
@@ -520,6 +633,7 @@ impl ObjectImpl for BackgroundFx {
             "edge-band" => settings.edge_band.to_value(),
             "temporal-smoothing" => settings.temporal_smoothing.to_value(),
             "inference-interval" => settings.inference_interval.to_value(),
+            "max-inference-interval" => settings.max_inference_interval.to_value(),
             "fail-closed" => settings.fail_closed.to_value(),
             "alpha-output" => settings.alpha_output.to_value(),
             other => unreachable!("unknown property {other}"),
@@ -582,7 +696,7 @@ impl BaseTransformImpl for BackgroundFx {
         *state = State::default();
         self.ensure_picture(&mut state, &settings)
             .map_err(|message| gst::error_msg!(gst::ResourceError::OpenRead, ("{message}")))?;
-        self.ensure_model(&mut state, &settings);
+        self.ensure_model(&mut state, &settings, true);
         drop(state);
         self.obj().set_passthrough(settings.passthrough());
         Ok(())
@@ -624,7 +738,9 @@ impl VideoFilterImpl for BackgroundFx {
         let mut state = lock(&self.state);
         // A caps change (e.g. the browser lowering the resolution) rebuilds every buffer.
         state.info = Some(in_info.clone());
-        state.processor = None;
+        if let Some(old) = state.processor.take() {
+            state.earlier_stats.add(old.stats());
+        }
         self.ensure_processor(&mut state, &settings);
         Ok(())
     }
@@ -639,7 +755,7 @@ impl VideoFilterImpl for BackgroundFx {
             return Ok(gst::FlowSuccess::Ok);
         }
         let mut state = lock(&self.state);
-        self.ensure_model(&mut state, &settings);
+        self.ensure_model(&mut state, &settings, false);
         if let Err(message) = self.ensure_picture(&mut state, &settings) {
             gst::element_imp_warning!(
                 self,

@@ -1,0 +1,270 @@
+//! The blurred background: a blur of the background only, `blur(colour * weight) /
+//! blur(weight)` with weight = (1 - person)^4, so person pixels do not bleed into it (no
+//! halo around the person).
+//!
+//! A blur this strong (sigma ~1/20 of the frame height) does not need the full resolution:
+//! each plane is area-downscaled to a work size where sigma is ~3 pixels, blurred there
+//! with three box passes, and bilinearly upscaled back to a full-size background plane
+//! (`fast_image_resize` for both resizes). The cost hardly depends on the frame size.
+
+use fast_image_resize as fir;
+
+use crate::boxfilter::{BoxScratch, box_mean};
+use crate::layout::{FrameMut, PixelLayout, plane_size};
+use crate::plane::{self, OwnedPlane, Plane};
+use crate::resample::MapResizer;
+
+/// Background weight never reaches zero, so a pixel deep inside the person still gets a
+/// defined (plain) blur; near an edge background pixels outweigh person pixels ~500:1.
+const MIN_BACKGROUND_WEIGHT: f32 = 0.002;
+/// Box radius at the work resolution; the work size is chosen to make it so.
+const WORK_RADIUS: f32 = 3.0;
+const PASSES: usize = 3;
+
+/// Blur sigma in frame pixels for `strength` 1..=100 (100 = 1/10 of the frame height).
+pub fn sigma_px(strength: u32, frame_height: usize) -> f32 {
+    strength.clamp(1, 100) as f32 / 1000.0 * frame_height as f32
+}
+
+struct BlurredPlane {
+    /// The frame plane at work size.
+    work: OwnedPlane,
+    /// `channels + 1` values per work pixel: premultiplied colour and the weight.
+    weighted: Vec<f32>,
+    /// The result at the plane's full size.
+    background: OwnedPlane,
+}
+
+/// Per-stream blur buffers for one frame geometry and blur strength.
+pub struct BlurredBackground {
+    strength: u32,
+    work_width: usize,
+    work_height: usize,
+    radius: usize,
+    weights: Vec<f32>,
+    mask_to_work: MapResizer,
+    planes: Vec<BlurredPlane>,
+    scratch: BoxScratch,
+}
+
+impl BlurredBackground {
+    pub fn new(
+        layout: PixelLayout,
+        width: usize,
+        height: usize,
+        model_size: (usize, usize),
+        strength: u32,
+    ) -> Self {
+        let sigma = sigma_px(strength, height);
+        let work_height = ((height as f32 * WORK_RADIUS / sigma).round() as usize).clamp(8, height);
+        let work_width = (width * work_height).div_ceil(height).clamp(1, width);
+        // Three passes of radius r as before the work size was adaptive: sigma (in work
+        // pixels) rounded, so the look of every strength is unchanged.
+        let radius = ((sigma * work_height as f32 / height as f32).round() as usize).max(1);
+        let planes = layout
+            .planes()
+            .iter()
+            .map(|shape| {
+                let (pw, ph) = plane_size(*shape, width, height);
+                let channels = shape.channels;
+                BlurredPlane {
+                    work: OwnedPlane::new(work_width, work_height, channels),
+                    weighted: vec![0.0; work_width * work_height * (channels + 1)],
+                    background: OwnedPlane::new(pw, ph, channels),
+                }
+            })
+            .collect();
+        BlurredBackground {
+            strength,
+            work_width,
+            work_height,
+            radius,
+            weights: vec![1.0; work_width * work_height],
+            mask_to_work: MapResizer::new(model_size.0, model_size.1, work_width, work_height),
+            planes,
+            scratch: BoxScratch::default(),
+        }
+    }
+
+    pub fn strength(&self) -> u32 {
+        self.strength
+    }
+
+    pub fn work_size(&self) -> (usize, usize) {
+        (self.work_width, self.work_height)
+    }
+
+    /// Blurs every plane of the frame. `person` is the model-resolution person mask, or
+    /// `None` when there is none (then the whole frame is blurred alike).
+    pub fn render(&mut self, resizer: &mut fir::Resizer, frame: &FrameMut, person: Option<&[f32]>) {
+        match person {
+            Some(person) => {
+                self.mask_to_work.resize(person, &mut self.weights);
+                // (1 - person)^4: a work pixel is an average of many frame pixels, so one
+                // on the person's edge mixes person colour in; it must weigh little.
+                for weight in &mut self.weights {
+                    let background = 1.0 - *weight;
+                    let squared = background * background;
+                    *weight = (squared * squared).max(MIN_BACKGROUND_WEIGHT);
+                }
+            }
+            None => self.weights.fill(1.0),
+        }
+        let (width, height, radius) = (self.work_width, self.work_height, self.radius);
+        for (index, blurred) in self.planes.iter_mut().enumerate() {
+            let source = frame.plane(index);
+            plane::resize(
+                resizer,
+                source,
+                &mut blurred.work.as_plane_mut(),
+                plane::AREA,
+            );
+            match source.channels {
+                4 => weighted_blur::<4, 5>(
+                    blurred,
+                    &self.weights,
+                    width,
+                    height,
+                    radius,
+                    &mut self.scratch,
+                ),
+                2 => weighted_blur::<2, 3>(
+                    blurred,
+                    &self.weights,
+                    width,
+                    height,
+                    radius,
+                    &mut self.scratch,
+                ),
+                _ => weighted_blur::<1, 2>(
+                    blurred,
+                    &self.weights,
+                    width,
+                    height,
+                    radius,
+                    &mut self.scratch,
+                ),
+            }
+            plane::resize(
+                resizer,
+                blurred.work.as_plane(),
+                &mut blurred.background.as_plane_mut(),
+                plane::BILINEAR,
+            );
+        }
+    }
+
+    /// The blurred background of plane `index` at the plane's full size.
+    pub fn plane(&self, index: usize) -> Plane<'_> {
+        self.planes[index].background.as_plane()
+    }
+}
+
+/// Blurs `plane.work` in place, weighted; `SLOTS` = `CHANNELS` + 1.
+fn weighted_blur<const CHANNELS: usize, const SLOTS: usize>(
+    plane: &mut BlurredPlane,
+    weights: &[f32],
+    width: usize,
+    height: usize,
+    radius: usize,
+    scratch: &mut BoxScratch,
+) {
+    for ((slots, colour), &weight) in plane
+        .weighted
+        .chunks_exact_mut(SLOTS)
+        .zip(plane.work.data.chunks_exact(CHANNELS))
+        .zip(weights)
+    {
+        for c in 0..CHANNELS {
+            slots[c] = colour[c] as f32 * weight;
+        }
+        slots[CHANNELS] = weight;
+    }
+    for _ in 0..PASSES {
+        box_mean::<SLOTS>(&mut plane.weighted, width, height, radius, scratch);
+    }
+    for (slots, colour) in plane
+        .weighted
+        .chunks_exact(SLOTS)
+        .zip(plane.work.data.chunks_exact_mut(CHANNELS))
+    {
+        let inverse = 1.0 / slots[CHANNELS];
+        for c in 0..CHANNELS {
+            colour[c] = (slots[c] * inverse + 0.5).min(255.0) as u8;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blur_of(frame: &OwnedPlane, person: &[f32], model: (usize, usize)) -> OwnedPlane {
+        let layout = PixelLayout::I420;
+        let (w, h) = (frame.width, frame.height);
+        let mut blur = BlurredBackground::new(layout, w, h, model, 50);
+        let mut luma = frame.data.clone();
+        let (mut u, mut v) = (vec![128u8; w * h / 4], vec![128u8; w * h / 4]);
+        let frame = FrameMut {
+            layout,
+            width: w,
+            height: h,
+            planes: [&mut luma, &mut u, &mut v],
+            strides: [w, w / 2, w / 2],
+        };
+        blur.render(&mut fir::Resizer::new(), &frame, Some(person));
+        let mut out = OwnedPlane::new(w, h, 1);
+        out.data.copy_from_slice(blur.plane(0).data);
+        out
+    }
+
+    #[test]
+    fn the_person_does_not_bleed_into_the_blurred_background() {
+        // Left half background (10), right half a bright person (250) the mask knows.
+        let (w, h) = (320, 180);
+        let mut frame = OwnedPlane::new(w, h, 1);
+        for row in frame.data.chunks_exact_mut(w) {
+            for (x, value) in row.iter_mut().enumerate() {
+                *value = if x < w / 2 { 10 } else { 250 };
+            }
+        }
+        let model = (32, 18);
+        let person: Vec<f32> = (0..model.0 * model.1)
+            .map(|i| if i % model.0 < model.0 / 2 { 0.0 } else { 1.0 })
+            .collect();
+        let blurred = blur_of(&frame, &person, model);
+        for y in [0, h / 2, h - 1] {
+            // Up to the person's edge (the composite shows the person from there on).
+            for x in 0..w / 2 - 2 {
+                let value = blurred.data[y * w + x];
+                assert!(value.abs_diff(10) <= 3, "x={x} y={y}: {value} has a halo");
+            }
+        }
+    }
+
+    #[test]
+    fn a_uniform_background_blurs_and_keeps_its_mean() {
+        let (w, h) = (320, 180);
+        let mut frame = OwnedPlane::new(w, h, 1);
+        for (i, value) in frame.data.iter_mut().enumerate() {
+            *value = if (i / 8 + i / w / 8) % 2 == 0 { 0 } else { 200 };
+        }
+        let model = (32, 18);
+        let blurred = blur_of(&frame, &vec![0.0; model.0 * model.1], model);
+        let centre = blurred.data[(h / 2) * w + w / 2];
+        assert!(
+            centre.abs_diff(100) <= 8,
+            "8px checkerboard averages out: {centre}"
+        );
+    }
+
+    #[test]
+    fn the_work_size_follows_the_strength_not_the_frame_size() {
+        let model = (256, 144);
+        let small = BlurredBackground::new(PixelLayout::RGBA, 640, 360, model, 50);
+        let large = BlurredBackground::new(PixelLayout::RGBA, 1920, 1080, model, 50);
+        assert_eq!(small.work_size(), large.work_size());
+        let slight = BlurredBackground::new(PixelLayout::RGBA, 640, 360, model, 5);
+        assert!(slight.work_size().1 > small.work_size().1);
+    }
+}
