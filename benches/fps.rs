@@ -1,12 +1,18 @@
 //! CLI benchmark of `backgroundfx`'s processing: frames per second on ONE core (a rayon
-//! pool of one thread) for each frame size, effect and inference interval, on real frames
-//! (carphone and astronaut from tests/data/parity, scaled to each size). Prints one JSON
-//! document on stdout. `benches/run.sh` adds the Python MediaPipe-runtime + OpenCV
-//! baseline measured in the same run and the ratios.
+//! pool of one thread) for each frame size, effect and inference interval, with the time
+//! of each stage. Intervals 1 and 3 run on the frames the Python peers use (carphone and
+//! astronaut from tests/data/parity, scaled to each size); the automatic interval (0) runs
+//! on the real carphone clip and on an "agent at a desk" clip (a real portrait with small
+//! motion and noise). Prints one JSON document on stdout. `benches/run.sh` adds the Python
+//! peers measured in the same run and the ratios.
 //!
 //!   cargo bench --bench fps -- [--seconds S] [--sizes 640x360,1280x720]
 
+mod common;
+
 use std::path::Path;
+
+use common::carphone_clip;
 use std::time::{Duration, Instant};
 
 use gstbackgroundfx::layout::{FrameMut, PixelLayout};
@@ -30,6 +36,62 @@ fn frames(width: usize, height: usize) -> Vec<Vec<u8>> {
             .into_raw()
         })
         .collect()
+}
+
+/// An agent at a desk: a real portrait that sways by up to 2 pixels, with sensor noise.
+fn desk_clip(width: usize, height: usize) -> Vec<Vec<u8>> {
+    let still = &frames(width, height)[2];
+    (0..90)
+        .map(|i| {
+            let shift = (2.0 * (i as f64 / 12.0).sin()).round() as isize;
+            let mut frame = vec![0u8; still.len()];
+            for y in 0..height {
+                for x in 0..width {
+                    let from = (x as isize - shift).clamp(0, width as isize - 1) as usize;
+                    for c in 0..4 {
+                        let noise = ((x * 7 + y * 13 + i * 31 + c) % 5) as u8;
+                        frame[(y * width + x) * 4 + c] =
+                            still[(y * width + from) * 4 + c].saturating_add(noise);
+                    }
+                }
+            }
+            frame
+        })
+        .collect()
+}
+
+/// Bytes of the carphone clip at 640x360 after backgroundfx `effect` and x264 at a constant
+/// quantizer of 26: what each effect saves on the wire.
+fn encoded_bytes(effect: &str) -> u64 {
+    use gst::prelude::*;
+    gst::init().unwrap();
+    gstbackgroundfx::plugin_register_static().unwrap();
+    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("media/carphone.mp4");
+    let picture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/parity/astronaut_256x256.png");
+    let pipeline = gst::parse::launch(&format!(
+        "filesrc location={} ! decodebin ! videoconvert ! videoscale ! \
+         video/x-raw,format=RGBA,width=640,height=360,pixel-aspect-ratio=1/1 ! \
+         backgroundfx effect={effect} picture={} ! videoconvert ! \
+         x264enc pass=quant quantizer=26 speed-preset=medium threads=1 ! appsink name=sink sync=false",
+        clip.display(),
+        picture.display()
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let sink = pipeline
+        .by_name("sink")
+        .unwrap()
+        .downcast::<gst_app::AppSink>()
+        .unwrap();
+    pipeline.set_state(gst::State::Playing).unwrap();
+    let mut bytes = 0;
+    while let Ok(sample) = sink.pull_sample() {
+        bytes += sample.buffer().unwrap().size() as u64;
+    }
+    pipeline.set_state(gst::State::Null).unwrap();
+    bytes
 }
 
 fn measure(mut step: impl FnMut(usize), seconds: f64) -> f64 {
@@ -77,6 +139,27 @@ fn main() {
         }
         i += 1;
     }
+    if args.iter().any(|a| a == "--encoded-size") {
+        let plain = encoded_bytes("none");
+        let effects: Vec<serde_json::Value> = ["blur", "solid", "picture"]
+            .iter()
+            .map(|effect| {
+                let bytes = encoded_bytes(effect);
+                serde_json::json!({
+                    "effect": effect,
+                    "bytes": bytes,
+                    "saving": ((1.0 - bytes as f64 / plain as f64) * 1000.0).round() / 1000.0,
+                })
+            })
+            .collect();
+        let report = serde_json::json!({
+            "clip": "carphone 640x360, x264 constant quantizer 26",
+            "none_bytes": plain,
+            "effects": effects,
+        });
+        println!("{}", serde_json::to_string_pretty(&report).unwrap());
+        return;
+    }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(1)
         .build()
@@ -99,9 +182,23 @@ fn main() {
     for &(width, height) in &sizes {
         // Frames are processed in place again and again (like a still camera): copying a
         // fresh frame in each time would measure memcpy, not the filter.
-        let mut work = frames(width, height);
+        let stills = frames(width, height);
+        let clips = [
+            ("carphone", carphone_clip(width, height)),
+            ("desk", desk_clip(width, height)),
+        ];
         for effect in [Effect::Blur, Effect::Solid, Effect::Picture] {
-            for interval in [1u32, 3] {
+            let cases = [
+                (1u32, "stills"),
+                (3, "stills"),
+                (0, "carphone"),
+                (0, "desk"),
+            ];
+            for (interval, content) in cases {
+                let mut work = match content {
+                    "stills" => stills.clone(),
+                    name => clips.iter().find(|(n, _)| *n == name).unwrap().1.clone(),
+                };
                 let params = Params {
                     effect,
                     inference_interval: interval,
@@ -127,9 +224,16 @@ fn main() {
                 });
                 let stages = processor.stats().mean_ms();
                 let round = |ms: f64| (ms * 1000.0).round() / 1000.0;
+                let stats = processor.stats();
                 eprintln!(
-                    "{width}x{height} {effect:?} interval {interval}: {fps:.1} fps, ms: input {:.3} inference {:.3} refine {:.3} background {:.3} composite {:.3}",
-                    stages[0], stages[1], stages[2], stages[3], stages[4]
+                    "{width}x{height} {effect:?} interval {interval} {content}: {fps:.1} fps, {} inferences / {} frames, ms: input {:.3} inference {:.3} refine {:.3} background {:.3} composite {:.3}",
+                    stats.inferences,
+                    stats.frames,
+                    stages[0],
+                    stages[1],
+                    stages[2],
+                    stages[3],
+                    stages[4]
                 );
                 results.push(serde_json::json!({
                     "stage_ms": {
@@ -144,6 +248,8 @@ fn main() {
                     "height": height,
                     "effect": format!("{effect:?}").to_lowercase(),
                     "inference_interval": interval,
+                    "content": content,
+                    "inferred_share": (stats.inferences as f64 / stats.frames.max(1) as f64 * 1000.0).round() / 1000.0,
                     "fps_per_core": (fps * 10.0).round() / 10.0,
                 }));
             }

@@ -156,8 +156,15 @@ pub struct AlphaUpsampler {
     /// For each low-resolution column j, the full-resolution columns interpolated between
     /// j and j + 1 (left index == j).
     spans: Vec<std::ops::Range<usize>>,
+    /// `starts[j]`: the first full-resolution column of span j or later (`starts[low_width]`
+    /// = width), so a run of spans covers `starts[first]..starts[end]` even if some are empty.
+    starts: Vec<usize>,
     /// Per low-resolution pixel: alpha saturated for any luma (0 or 255) or not (1).
     saturation: Vec<u8>,
+    /// Per low-resolution row (with the next one below it): runs of consecutive spans that
+    /// are all transparent, all opaque, or to be evaluated — (first span, end span, state).
+    /// Rebuilt every frame into the same vectors.
+    runs: Vec<Vec<(usize, usize, u8)>>,
 }
 
 impl AlphaUpsampler {
@@ -172,12 +179,17 @@ impl AlphaUpsampler {
                 span.end = x + 1;
             }
         }
+        let starts = (0..=low_width)
+            .map(|j| columns.index.iter().filter(|&&i| (i as usize) < j).count())
+            .collect();
         AlphaUpsampler {
+            starts,
             columns,
             rows: LinearTable::new(low_height, height),
             low_width,
             spans,
             saturation: Vec::with_capacity(low_width * low_height),
+            runs: vec![Vec::new(); low_height],
         }
     }
 
@@ -211,58 +223,73 @@ impl AlphaUpsampler {
                     UNSATURATED
                 }
             }));
-        let saturation = &self.saturation;
-        let spans = &self.spans;
+        // Runs once per low-resolution row pair, not per frame row (~5 frame rows share one
+        // at 720p): most of a row is a few long runs filled with memset.
+        let low_height = self.runs.len();
+        for (top, runs) in self.runs.iter_mut().enumerate() {
+            let bottom = (top + 1).min(low_height - 1);
+            let state_of = |j: usize| {
+                let (t, b) = (
+                    self.saturation[top * low_width + j],
+                    self.saturation[bottom * low_width + j],
+                );
+                if t == b { t } else { UNSATURATED }
+            };
+            runs.clear();
+            let mut left = state_of(0);
+            for j in 0..low_width {
+                let right = state_of((j + 1).min(low_width - 1));
+                let state = if left == right { left } else { UNSATURATED };
+                match runs.last_mut() {
+                    Some(run) if run.2 == state => run.1 = j + 1,
+                    _ => runs.push((j, j + 1, state)),
+                }
+                left = right;
+            }
+        }
+        let (spans, starts) = (&self.spans, &self.starts);
+        let all_runs = &self.runs;
         let (rows, columns) = (&self.rows, &self.columns);
         alpha
             .par_chunks_mut(width)
             .with_min_len(16)
             .enumerate()
             .for_each_init(
-                || {
-                    (
-                        vec![0.0f32; pair_row],
-                        vec![0u8; low_width],
-                        vec![0u8; width],
-                    )
-                },
-                |(pairs, row_state, luma), (y, out)| {
+                || (vec![0.0f32; pair_row], vec![0u8; width]),
+                |(pairs, luma), (y, out)| {
                     let top = rows.index[y] as usize;
                     let bottom = rows.next[y] as usize;
-                    for (j, state) in row_state.iter_mut().enumerate() {
-                        let (t, b) = (
-                            saturation[top * low_width + j],
-                            saturation[bottom * low_width + j],
-                        );
-                        *state = if t == b { t } else { UNSATURATED };
-                    }
-                    rows.blend_rows(
-                        y,
-                        &coefficients[top * pair_row..(top + 1) * pair_row],
-                        &coefficients[bottom * pair_row..(bottom + 1) * pair_row],
-                        pairs,
-                    );
-                    for (j, span) in spans.iter().enumerate() {
-                        let left_state = row_state[j];
-                        let right_state = row_state[(j + 1).min(low_width - 1)];
-                        if left_state != UNSATURATED && left_state == right_state {
-                            out[span.clone()].fill(left_state);
+                    let mut blended = false;
+                    for &(first, end, state) in &all_runs[top] {
+                        if state != UNSATURATED {
+                            out[starts[first]..starts[end]].fill(state);
                             continue;
                         }
-                        // Within the span the coefficients are a linear blend of two
-                        // neighbours: contiguous weights and luma, no gather, so it vectorises.
-                        let right = (j + 1).min(low_width - 1);
-                        let (a0, b0) = (pairs[2 * j], pairs[2 * j + 1]);
-                        let (da, db) = (pairs[2 * right] - a0, pairs[2 * right + 1] - b0);
-                        let luma = &mut luma[..span.len()];
-                        luma_span(y, span.clone(), luma);
-                        for ((o, &w), &l) in out[span.clone()]
-                            .iter_mut()
-                            .zip(&columns.weight[span.clone()])
-                            .zip(&*luma)
-                        {
-                            let guide = l as f32 * (1.0 / 255.0);
-                            *o = curve.map((a0 + da * w) * guide + (b0 + db * w));
+                        if !blended {
+                            rows.blend_rows(
+                                y,
+                                &coefficients[top * pair_row..(top + 1) * pair_row],
+                                &coefficients[bottom * pair_row..(bottom + 1) * pair_row],
+                                pairs,
+                            );
+                            blended = true;
+                        }
+                        for (j, span) in spans.iter().enumerate().take(end).skip(first) {
+                            // Within the span the coefficients are a linear blend of two
+                            // neighbours: contiguous weights and luma, no gather.
+                            let right = (j + 1).min(low_width - 1);
+                            let (a0, b0) = (pairs[2 * j], pairs[2 * j + 1]);
+                            let (da, db) = (pairs[2 * right] - a0, pairs[2 * right + 1] - b0);
+                            let luma = &mut luma[..span.len()];
+                            luma_span(y, span.clone(), luma);
+                            for ((o, &w), &l) in out[span.clone()]
+                                .iter_mut()
+                                .zip(&columns.weight[span.clone()])
+                                .zip(&*luma)
+                            {
+                                let guide = l as f32 * (1.0 / 255.0);
+                                *o = curve.map((a0 + da * w) * guide + (b0 + db * w));
+                            }
                         }
                     }
                 },
@@ -298,6 +325,78 @@ mod tests {
         let jump = alpha_at(9) - alpha_at(10);
         let ramp = mask[4 * w + 9] - mask[4 * w + 10];
         assert!(jump > 2.5 * ramp, "jump {jump} ramp {ramp}");
+    }
+
+    /// The plain definition of `AlphaUpsampler::render`: every pixel evaluated.
+    fn render_reference(
+        coefficients: &[f32],
+        low: (usize, usize),
+        size: (usize, usize),
+        curve: &AlphaCurve,
+        luma: &[u8],
+    ) -> Vec<u8> {
+        let (columns, rows) = (
+            LinearTable::new(low.0, size.0),
+            LinearTable::new(low.1, size.1),
+        );
+        let at = |row: usize, column: usize, k: usize| coefficients[(row * low.0 + column) * 2 + k];
+        let mut out = vec![0; size.0 * size.1];
+        for y in 0..size.1 {
+            for x in 0..size.0 {
+                let (t, b, wy) = (
+                    rows.index[y] as usize,
+                    rows.next[y] as usize,
+                    rows.weight[y],
+                );
+                let (l, r, wx) = (
+                    columns.index[x] as usize,
+                    columns.next[x] as usize,
+                    columns.weight[x],
+                );
+                let pair = |column: usize, k: usize| {
+                    at(t, column, k) + (at(b, column, k) - at(t, column, k)) * wy
+                };
+                let a = pair(l, 0) + (pair(r, 0) - pair(l, 0)) * wx;
+                let offset = pair(l, 1) + (pair(r, 1) - pair(l, 1)) * wx;
+                out[y * size.0 + x] =
+                    curve.map(a * (luma[y * size.0 + x] as f32 * (1.0 / 255.0)) + offset);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn alpha_upsampler_matches_the_reference() {
+        // Blocks of certain background, certain person and edges, on a textured frame,
+        // upscaled by a non-integer factor and (second size) to fewer columns than the map.
+        let low = (24, 12);
+        let coefficients: Vec<f32> = (0..low.0 * low.1)
+            .flat_map(|i| {
+                let (x, y) = (i % low.0, i / low.0);
+                match (x / 6 + y / 4) % 3 {
+                    0 => [0.0, 0.0],
+                    1 => [0.0, 1.0],
+                    _ => [
+                        ((i * 7) % 11) as f32 / 10.0 - 0.5,
+                        ((i * 5) % 13) as f32 / 12.0,
+                    ],
+                }
+            })
+            .collect();
+        let curve = AlphaCurve::new(0.5, 0.4);
+        for size in [(101, 37), (20, 9)] {
+            let luma: Vec<u8> = (0..size.0 * size.1).map(|i| (i * 37 % 256) as u8).collect();
+            let mut upsampler = AlphaUpsampler::new(low.0, low.1, size.0, size.1);
+            let mut fast = vec![7u8; size.0 * size.1];
+            upsampler.render(
+                &coefficients,
+                &curve,
+                |y, span, out| out.copy_from_slice(&luma[y * size.0..][span]),
+                &mut fast,
+            );
+            let slow = render_reference(&coefficients, low, size, &curve, &luma);
+            assert_eq!(fast, slow, "{size:?}");
+        }
     }
 
     #[test]
