@@ -350,10 +350,13 @@ fn browser_720p_call_ramps_up_and_the_preview_stays_live() {
     // Beyond what loss-based estimation gave (320x180-480x270 for the whole call).
     assert!(widest.0 >= 960, "{report}");
     assert!(latencies.len() >= 5, "flashes came back: {report}");
-    // Frames are dropped, never queued: the latency does not grow during the call.
+    // Frames are dropped, never queued: a queue fed 30 fps and drained at 10-15 fps is a
+    // second further behind every two seconds; the latency may rise a little when the browser
+    // switches to 1280x720 mid-call (measured: 170 ms at 960x540, 280-440 ms at 720p), but
+    // not by half a second.
     let (first, last) = (&latencies[..3], &latencies[latencies.len() - 3..]);
     let mean = |values: &[f64]| values.iter().sum::<f64>() / values.len() as f64;
-    assert!(mean(last) <= mean(first) + 150.0, "{report}");
+    assert!(mean(last) <= mean(first) + 500.0, "{report}");
     // A queued pipeline (9-10 fps processed of 30 sent) is seconds behind within the call;
     // the bound leaves room for a loaded 2-core CI machine (its median was 468 ms there,
     // ~300 ms here) without letting a queue through. Absolute speed is the benches' job.
