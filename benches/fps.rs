@@ -63,34 +63,23 @@ fn desk_clip(width: usize, height: usize) -> Vec<Vec<u8>> {
 /// Bytes of the carphone clip at 640x360 after backgroundfx `effect` and x264 at a constant
 /// quantizer of 26: what each effect saves on the wire.
 fn encoded_bytes(effect: &str) -> u64 {
-    use gst::prelude::*;
     gst::init().unwrap();
     gstbackgroundfx::plugin_register_static().unwrap();
-    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("media/carphone.mp4");
+    let clip = test_support::paths::media("carphone.mp4");
     let picture =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/parity/astronaut_256x256.png");
-    let pipeline = gst::parse::launch(&format!(
-        "filesrc location={} ! decodebin ! videoconvert ! videoscale ! \
-         video/x-raw,format=RGBA,width=640,height=360,pixel-aspect-ratio=1/1 ! \
-         backgroundfx effect={effect} picture={} ! videoconvert ! \
-         x264enc pass=quant quantizer=26 speed-preset=medium threads=1 ! appsink name=sink sync=false",
-        clip.display(),
-        picture.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
     let mut bytes = 0;
-    while let Ok(sample) = sink.pull_sample() {
-        bytes += sample.buffer().unwrap().size() as u64;
-    }
-    pipeline.set_state(gst::State::Null).unwrap();
+    test_support::pipeline::pull_all(
+        &format!(
+            "filesrc location={} ! decodebin ! videoconvert ! videoscale ! \
+             video/x-raw,format=RGBA,width=640,height=360,pixel-aspect-ratio=1/1 ! \
+             backgroundfx effect={effect} picture={} ! videoconvert ! \
+             x264enc pass=quant quantizer=26 speed-preset=medium threads=1 ! appsink name=sink sync=false",
+            clip.display(),
+            picture.display()
+        ),
+        |sample| bytes += sample.buffer().unwrap().size() as u64,
+    );
     bytes
 }
 

@@ -4,9 +4,11 @@
 //!   directories;
 //! - [`process`]: child processes killed with their whole process group, free ports;
 //! - [`probe`]: what ffprobe/ffmpeg say of a recording (packets, frames, luma, RMS, hashes);
-//! - [`demux`]: a recording's Matroska streams as buffers, for exact checks.
+//! - [`demux`]: a recording's Matroska streams as buffers, for exact checks;
+//! - [`pipeline`]: real media decoded through GStreamer (frames for processing tests).
 
 pub mod demux;
 pub mod paths;
+pub mod pipeline;
 pub mod probe;
 pub mod process;

@@ -119,31 +119,17 @@ impl BlurredBackground {
                 &mut blurred.work.as_plane_mut(),
                 plane::AREA,
             );
+            let work = Work {
+                weights: &self.weights,
+                width,
+                height,
+                radius,
+            };
+            let scratch = &mut self.scratch;
             match source.channels {
-                4 => weighted_blur::<4, 5>(
-                    blurred,
-                    &self.weights,
-                    width,
-                    height,
-                    radius,
-                    &mut self.scratch,
-                ),
-                2 => weighted_blur::<2, 3>(
-                    blurred,
-                    &self.weights,
-                    width,
-                    height,
-                    radius,
-                    &mut self.scratch,
-                ),
-                _ => weighted_blur::<1, 2>(
-                    blurred,
-                    &self.weights,
-                    width,
-                    height,
-                    radius,
-                    &mut self.scratch,
-                ),
+                4 => weighted_blur::<4, 5>(blurred, &work, scratch),
+                2 => weighted_blur::<2, 3>(blurred, &work, scratch),
+                _ => weighted_blur::<1, 2>(blurred, &work, scratch),
             }
             plane::resize(
                 resizer,
@@ -160,15 +146,26 @@ impl BlurredBackground {
     }
 }
 
-/// Blurs `plane.work` in place, weighted; `SLOTS` = `CHANNELS` + 1.
-fn weighted_blur<const CHANNELS: usize, const SLOTS: usize>(
-    plane: &mut BlurredPlane,
-    weights: &[f32],
+/// The work-size geometry and weights every plane of a frame is blurred with.
+struct Work<'a> {
+    weights: &'a [f32],
     width: usize,
     height: usize,
     radius: usize,
+}
+
+/// Blurs `plane.work` in place, weighted; `SLOTS` = `CHANNELS` + 1.
+fn weighted_blur<const CHANNELS: usize, const SLOTS: usize>(
+    plane: &mut BlurredPlane,
+    work: &Work,
     scratch: &mut BoxScratch,
 ) {
+    let Work {
+        weights,
+        width,
+        height,
+        radius,
+    } = *work;
     for ((slots, colour), &weight) in plane
         .weighted
         .chunks_exact_mut(SLOTS)

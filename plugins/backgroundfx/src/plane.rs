@@ -108,62 +108,54 @@ impl OwnedPlane {
     }
 }
 
-/// A [`Plane`] seen as a `fast_image_resize` source of pixel type `P`.
-struct SourceView<'a, P> {
-    plane: Plane<'a>,
+/// What a `fast_image_resize` view reads its rows from.
+trait RowSource: Sync + Send {
+    fn plane(&self) -> Plane<'_>;
+}
+
+impl RowSource for Plane<'_> {
+    fn plane(&self) -> Plane<'_> {
+        *self
+    }
+}
+
+impl RowSource for &mut PlaneMut<'_> {
+    fn plane(&self) -> Plane<'_> {
+        self.as_plane()
+    }
+}
+
+/// A plane seen as a `fast_image_resize` image of pixel type `P` (a source from a
+/// [`Plane`], a destination from a [`PlaneMut`]).
+struct View<B, P> {
+    plane: B,
     pixel: std::marker::PhantomData<P>,
 }
 
 // SAFETY: every row handed out holds exactly `width` pixels (`Plane::row`), as the trait
-// requires; the data is borrowed immutably for the view's lifetime.
-unsafe impl<P> fir::ImageView for SourceView<'_, P>
+// requires; the data stays borrowed for the view's lifetime.
+unsafe impl<B: RowSource, P> fir::ImageView for View<B, P>
 where
     P: fir::pixels::InnerPixel + bytemuck::Pod,
 {
     type Pixel = P;
 
     fn width(&self) -> u32 {
-        self.plane.width as u32
+        self.plane.plane().width as u32
     }
 
     fn height(&self) -> u32 {
-        self.plane.height as u32
+        self.plane.plane().height as u32
     }
 
     fn iter_rows(&self, start_row: u32) -> impl Iterator<Item = &[P]> {
-        (start_row as usize..self.plane.height).map(|y| bytemuck::cast_slice(self.plane.row(y)))
-    }
-}
-
-/// A [`PlaneMut`] seen as a `fast_image_resize` destination of pixel type `P`.
-struct DestinationView<'a, 'b, P> {
-    plane: &'b mut PlaneMut<'a>,
-    pixel: std::marker::PhantomData<P>,
-}
-
-// SAFETY: as for `SourceView`; rows are disjoint mutable slices of exactly `width` pixels.
-unsafe impl<P> fir::ImageView for DestinationView<'_, '_, P>
-where
-    P: fir::pixels::InnerPixel + bytemuck::Pod,
-{
-    type Pixel = P;
-
-    fn width(&self) -> u32 {
-        self.plane.width as u32
-    }
-
-    fn height(&self) -> u32 {
-        self.plane.height as u32
-    }
-
-    fn iter_rows(&self, start_row: u32) -> impl Iterator<Item = &[P]> {
-        let plane = self.plane.as_plane();
+        let plane = self.plane.plane();
         (start_row as usize..plane.height).map(move |y| bytemuck::cast_slice(plane.row(y)))
     }
 }
 
-// SAFETY: see `DestinationView`'s `ImageView`.
-unsafe impl<P> fir::ImageViewMut for DestinationView<'_, '_, P>
+// SAFETY: as for `ImageView`; the rows are disjoint mutable slices of exactly `width` pixels.
+unsafe impl<P> fir::ImageViewMut for View<&mut PlaneMut<'_>, P>
 where
     P: fir::pixels::InnerPixel + bytemuck::Pod,
 {
@@ -196,11 +188,11 @@ pub fn resize(
         destination: &mut PlaneMut,
         options: &fir::ResizeOptions,
     ) {
-        let source = SourceView::<P> {
+        let source = View::<_, P> {
             plane: source,
             pixel: std::marker::PhantomData,
         };
-        let mut destination = DestinationView::<P> {
+        let mut destination = View::<_, P> {
             plane: destination,
             pixel: std::marker::PhantomData,
         };

@@ -2,9 +2,6 @@
 //! real carphone clip (`media/carphone.mp4`, fetched by `scripts/fetch-media.sh`): the
 //! person masks must agree (IoU) while the model runs on far fewer frames.
 
-use std::path::Path;
-
-use gst::prelude::*;
 use gstbackgroundfx::layout::{FrameMut, PixelLayout};
 use gstbackgroundfx::processor::{Effect, Params, Processor};
 use gstbackgroundfx::segmenter::{Segmenter, shipped_model_path};
@@ -14,34 +11,11 @@ const HEIGHT: usize = 360;
 
 /// Every frame of the clip as RGBA at WIDTH x HEIGHT.
 fn carphone_frames() -> Vec<Vec<u8>> {
-    gst::init().unwrap();
-    let clip = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../media/carphone.mp4");
-    assert!(
-        clip.exists(),
-        "{} is missing: run scripts/fetch-media.sh",
-        clip.display()
+    let frames = test_support::pipeline::rgba_frames(
+        &test_support::paths::media("carphone.mp4"),
+        WIDTH,
+        HEIGHT,
     );
-    let pipeline = gst::parse::launch(&format!(
-        "filesrc location={} ! decodebin ! videoconvert ! videoscale ! \
-         video/x-raw,format=RGBA,width={WIDTH},height={HEIGHT},pixel-aspect-ratio=1/1 ! \
-         appsink name=sink sync=false",
-        clip.display()
-    ))
-    .unwrap()
-    .downcast::<gst::Pipeline>()
-    .unwrap();
-    let sink = pipeline
-        .by_name("sink")
-        .unwrap()
-        .downcast::<gst_app::AppSink>()
-        .unwrap();
-    pipeline.set_state(gst::State::Playing).unwrap();
-    let mut frames = Vec::new();
-    while let Ok(sample) = sink.pull_sample() {
-        let buffer = sample.buffer().unwrap().map_readable().unwrap();
-        frames.push(buffer.as_slice()[..WIDTH * HEIGHT * 4].to_vec());
-    }
-    pipeline.set_state(gst::State::Null).unwrap();
     assert!(frames.len() > 60, "decoded {} frames", frames.len());
     frames
 }
