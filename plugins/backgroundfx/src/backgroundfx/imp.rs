@@ -1,5 +1,10 @@
 //! GStreamer glue for `backgroundfx`: properties, caps, state changes. The work is done by
 //! `crate::processor::Processor` and `crate::segmenter::Segmenter`.
+//!
+//! Locks: `settings` and `state` are never held together — the settings are cloned (a
+//! snapshot) and released before `state` is taken. The process-wide plan cache
+//! (`segmenter::PLANS`) is taken only inside `Segmenter::from_bytes`, possibly while `state`
+//! is held, never the other way round; the model loader thread takes neither element lock.
 
 use std::path::PathBuf;
 use std::sync::{LazyLock, Mutex, MutexGuard};
