@@ -89,10 +89,7 @@ impl Gateway {
                 .args(["--idle-timeout", "2", "--call-id", call_id])
                 .arg("--output")
                 .arg(dir.join("call.mp4.age"))
-                .arg("--recipients-file")
-                .arg(dir.join("recipient.txt"))
-                .arg("--signing-key")
-                .arg(dir.join("vcc.key"))
+                .args(key_args(dir))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped()),

@@ -39,6 +39,16 @@ pub fn write_keys(dir: &Path) {
     }
 }
 
+/// The recipients and signing-key flags the examples take, for the keys `write_keys` wrote.
+pub fn key_args(dir: &Path) -> [std::ffi::OsString; 4] {
+    [
+        "--recipients-file".into(),
+        dir.join("recipient.txt").into(),
+        "--signing-key".into(),
+        dir.join("vcc.key").into(),
+    ]
+}
+
 /// `file` carries a valid minisign signature (`<file>.minisig`) by `public_key`, checked with
 /// the standard `minisign` tool.
 pub fn assert_signed(public_key: &Path, file: &Path) {
@@ -66,10 +76,7 @@ pub fn start_webrtc_agent(dir: &Path, token: &str, extra: &[&str]) -> (ChildGuar
             .arg(&token_file)
             .arg("--output-dir")
             .arg(dir.join("calls"))
-            .arg("--recipients-file")
-            .arg(dir.join("recipient.txt"))
-            .arg("--signing-key")
-            .arg(dir.join("vcc.key"))
+            .args(key_args(dir))
             .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::piped()),
