@@ -264,17 +264,16 @@ fn median(values: &mut [f64]) -> f64 {
     values[values.len() / 2]
 }
 
-/// The recorder's streams end together, within `tolerance_s`: per the manifest (drained to the
-/// same end time) and in the decrypted file.
+/// The recorder's streams end together, within `tolerance_s`, per the manifest (drained to the
+/// same end time), and the decrypted file holds what the manifest says: each stream's packets,
+/// all of them, the last where the manifest says the stream ends.
 fn assert_streams_end_together(dir: &Path, summary: &serde_json::Value, tolerance_s: f64) {
     let manifest = &summary["manifest"];
-    let ends: Vec<f64> = manifest["streams"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|stream| stream["end_recording_time_ns"].as_u64().unwrap() as f64 / 1e9)
-        .collect();
     let recorded_s = manifest["recorded_duration_ns"].as_u64().unwrap() as f64 / 1e9;
+    let streams = manifest["streams"].as_array().unwrap();
+    let end_of =
+        |stream: &serde_json::Value| stream["end_recording_time_ns"].as_u64().unwrap() as f64 / 1e9;
+    let ends: Vec<f64> = streams.iter().map(end_of).collect();
     for end in &ends {
         assert!(
             (end - recorded_s).abs() < tolerance_s,
@@ -287,12 +286,22 @@ fn assert_streams_end_together(dir: &Path, summary: &serde_json::Value, toleranc
         recording.file_name().unwrap().to_string_lossy()
     ));
     age_decrypt(&dir.join("key.txt"), &recording, &plain);
-    let durations = stream_durations(&plain);
-    assert_eq!(durations.len(), 2, "{durations:?}");
-    for (kind, duration) in &durations {
+    assert_eq!(stream_durations(&plain).len(), 2);
+    for stream in streams {
+        let kind = stream["kind"].as_str().unwrap();
+        let packets = packet_times(&plain, &kind[..1]);
+        assert_eq!(
+            packets.len() as u64,
+            stream["buffers_recorded"].as_u64().unwrap(),
+            "{kind} packets in the file, buffers in the manifest"
+        );
+        // The manifest's end is the last packet's time plus its duration (20 ms of Opus, a
+        // frame's duration if the video had one).
+        let last = packets.iter().map(|(pts, _)| *pts).fold(0.0, f64::max);
+        let end = end_of(stream);
         assert!(
-            (duration - recorded_s).abs() < tolerance_s + 0.25,
-            "{kind} lasts {duration} s, manifest says {recorded_s} s"
+            last <= end + 0.001 && last > end - 0.25,
+            "the last {kind} packet is at {last} s in the file, the manifest says {kind} ends at {end} s"
         );
     }
 }
@@ -443,9 +452,10 @@ fn ten_concurrent_browser_calls_record_separately() {
             "video_frames_recorded": manifest["streams"][0]["buffers_recorded"],
         }));
         recordings.insert(ended["recording"].as_str().unwrap().to_string());
-        // Ten browsers starve the agent (video arrives at ~1.5 fps): its last frame can come
-        // a second or more before the call's end; the manifest says so.
-        assert_streams_end_together(&dir, ended, 2.0);
+        // Ten browsers starve the agent (video arrives at ~1.5 fps, in bursts): its last frame
+        // can come seconds before the call's end (2.3 s seen in CI). What must hold is that
+        // the manifest says so and the file matches it; the single-call tests hold the 0.25 s.
+        assert_streams_end_together(&dir, ended, 5.0);
     }
     println!("{}", serde_json::to_string_pretty(&summary).unwrap());
     assert_eq!(recordings.len(), calls, "{recordings:?}");

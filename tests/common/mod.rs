@@ -15,7 +15,7 @@ use gst::prelude::*;
 #[allow(unused_imports)]
 pub use test_support::paths::{media, scratch, target_dir};
 #[allow(unused_imports)]
-pub use test_support::probe::{decoded_frames, stream_durations};
+pub use test_support::probe::{decoded_frames, packet_times, stream_durations};
 #[allow(unused_imports)]
 pub use test_support::process::{ChildGuard, free_tcp_port, free_udp_port};
 

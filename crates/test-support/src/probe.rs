@@ -69,6 +69,32 @@ pub fn video_packets(path: &Path) -> Vec<(f64, bool)> {
         .collect()
 }
 
+/// (pts, dts) in seconds of every packet of the streams `select`ed (`"a"`, `"v"`), in file
+/// order.
+pub fn packet_times(path: &Path, select: &str) -> Vec<(f64, f64)> {
+    let output = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-select_streams",
+            select,
+            "-show_entries",
+            "packet=pts_time,dts_time",
+            "-of",
+            "csv=p=0",
+        ])
+        .arg(path)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter_map(|line| {
+            let (pts, dts) = line.split_once(',')?;
+            Some((pts.parse().ok()?, dts.parse().ok()?))
+        })
+        .collect()
+}
+
 /// Per stream type: (start time, duration) in seconds from ffprobe's stream entries.
 pub fn stream_times(path: &Path) -> Vec<(String, f64, f64)> {
     let output = Command::new("ffprobe")

@@ -672,6 +672,80 @@ fn h264_with_b_frames_keeps_its_timestamps_and_av_sync() {
 }
 
 #[test]
+fn audio_stamped_by_a_starved_jitter_buffer_is_recorded_in_order() {
+    // After an RTP jitter buffer an audio buffer's DTS is its arrival time. Kept as a decode
+    // reordering, it became composition offsets of up to 1.4 s in ten starved WebRTC calls:
+    // the audio shown that much later than the video, with holes. The same jitter buffer,
+    // starved, stamped packets up to 1.5 s back in time: the file's audio went backwards.
+    let dir = scratch("arrival-dts");
+    let file = dir.join("call.mp4");
+    let seen = Arc::new(Mutex::new((0usize, 0u64)));
+    let tapped = seen.clone();
+    run(
+        &format!(
+            "recordmux name=rec ! filesink location={} \
+             videotestsrc num-buffers=90 ! video/x-raw,width=320,height=240,framerate=30/1 ! rec.video_0 \
+             audiotestsrc num-buffers=150 samplesperbuffer=960 ! audio/x-raw,rate=48000 ! opusenc ! \
+             identity name=atap ! rec.audio_0",
+            file.display()
+        ),
+        &[],
+        |bin| {
+            // Arrival: from 0.5 s after the PTS to 1.4 s before it, never going back.
+            let jitter_ms = [0i64, 300, 1400, -500, 40, 900];
+            let tap = bin.by_name("atap").unwrap();
+            tap.static_pad("src")
+                .unwrap()
+                .add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+                    if let Some(gst::PadProbeData::Buffer(buffer)) = &mut info.data
+                        && let Some(pts) = buffer.pts()
+                    {
+                        let mut seen = tapped.lock().unwrap();
+                        let (count, last) = &mut *seen;
+                        let jitter = jitter_ms[*count % jitter_ms.len()] * 1_000_000;
+                        *count += 1;
+                        let arrival = (pts.nseconds() as i64 - jitter).max(*last as i64) as u64;
+                        *last = arrival;
+                        let buffer = buffer.make_mut();
+                        buffer.set_dts(gst::ClockTime::from_nseconds(arrival));
+                        // From packet 80 on, stamped 100 ms back (a resync).
+                        if *count > 80 {
+                            buffer.set_pts(pts - gst::ClockTime::from_mseconds(100));
+                        }
+                    }
+                    gst::PadProbeReturn::Ok
+                });
+        },
+    );
+    let packets = test_support::probe::packet_times(&file, "a");
+    assert_eq!(
+        packets.len(),
+        seen.lock().unwrap().0,
+        "every packet is recorded"
+    );
+    for (pts, dts) in &packets {
+        assert!(
+            (pts - dts).abs() < 0.001,
+            "audio packet at pts {pts} has dts {dts}"
+        );
+    }
+    // In order and without holes. (ffmpeg shows the first packet without Opus' pre-skip.)
+    for pair in packets[1..].windows(2) {
+        let step = pair[1].0 - pair[0].0;
+        assert!(
+            (step - OPUS_FRAME_S).abs() < 0.001,
+            "audio packets at {:?} then {:?}",
+            pair[0],
+            pair[1]
+        );
+    }
+    let streams = test_support::probe::stream_times(&file);
+    let audio = streams.iter().find(|(kind, _, _)| kind == "audio").unwrap();
+    assert!(audio.1.abs() < 0.025, "{streams:?}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn audio_starting_after_the_video_stays_in_sync_in_mp4() {
     // mp4mux 1.22 starts every fragmented track at 0; recordmux puts the audio back at 0.5 s.
     let dir = scratch("late-audio");

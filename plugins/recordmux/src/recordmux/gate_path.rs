@@ -50,7 +50,7 @@ thread_local! {
 struct Times {
     start: u64,
     end: u64,
-    /// PTS minus DTS (decode reordering), if the buffer has a DTS.
+    /// PTS minus DTS (decode reordering), if the buffer has a DTS; 0 for audio.
     reorder: Option<i128>,
 }
 
@@ -244,6 +244,7 @@ impl RecordMux {
             gst::EventView::FlushStop(_) => {
                 stream.flushing = false;
                 stream.last_output_dts = None;
+                stream.audio_end = None;
                 Some(event)
             }
             _ => Some(event),
@@ -275,10 +276,16 @@ impl RecordMux {
             );
             return Vec::new();
         };
-        let reorder = buffer
-            .dts()
-            .and_then(|dts| segment.to_running_time_full(dts))
-            .map(|dts| start as i128 - signed_ns(dts));
+        // Audio is never reordered (its DTS, when a parser or a jitter buffer left one, is no
+        // decode time): it leaves the gate with DTS = PTS.
+        let reorder = if stream.kind == Kind::Audio {
+            Some(0)
+        } else {
+            buffer
+                .dts()
+                .and_then(|dts| segment.to_running_time_full(dts))
+                .map(|dts| start as i128 - signed_ns(dts))
+        };
         let duration = match (buffer.duration(), stream.pcm) {
             (Some(duration), _) => duration.nseconds(),
             (None, Some(pcm)) => pcm.duration_ns(buffer.size()),
@@ -595,12 +602,21 @@ impl RecordMux {
                         Some((start, rt)) => rt.saturating_sub(start.saturating_sub(span.start)),
                         None => pts_recording_time,
                     };
-                    let out = retime(
-                        buffer,
-                        base + at.saturating_sub(segment_start),
-                        times.reorder,
-                        stream,
-                    );
+                    // A starved RTP jitter buffer can stamp packets back in time (1.5 s seen
+                    // with ten WebRTC calls on two cores): MP4 cannot show audio going back,
+                    // and no speech is dropped, so the packet follows the one before.
+                    let wanted = base + at.saturating_sub(segment_start);
+                    let pts = wanted.max(stream.audio_end.unwrap_or(0));
+                    if pts > wanted {
+                        gst::debug!(
+                            CAT,
+                            imp = self,
+                            "stream {id}: audio packet stamped {} ms before the previous one's end, put after it",
+                            (pts - wanted) / 1_000_000
+                        );
+                    }
+                    stream.audio_end = Some(pts + (times.end - times.start));
+                    let out = retime(buffer, pts, times.reorder, stream);
                     note_output(stream, &out, base);
                     items.push(GateItem::Buffer(out));
                 }

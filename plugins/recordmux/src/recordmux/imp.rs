@@ -493,6 +493,14 @@ fn end_mux_pad(mux_pad: &gst::Pad, id: u32) {
     }
 }
 
+/// Sets `buffer`'s DTS to its PTS (if they differ).
+fn decode_at_presentation(buffer: &mut gst::Buffer) {
+    if buffer.dts().is_some() && buffer.dts() != buffer.pts() {
+        let pts = buffer.pts();
+        buffer.make_mut().set_dts(pts);
+    }
+}
+
 /// Drops the event or buffer of a probe (taken and `Handled`: returning `Drop` for an event
 /// makes GStreamer 1.22 unref it twice through gstreamer-rs).
 fn discard(info: &mut gst::PadProbeInfo) -> gst::PadProbeReturn {
@@ -995,6 +1003,28 @@ impl ElementImpl for RecordMux {
                 _ => gst::PadProbeReturn::Ok,
             }
         });
+        if kind == Kind::Audio {
+            // Audio has no decode order: its DTS, when it has one, is the arrival time an RTP
+            // jitter buffer stamped. Kept, it moved the parser's timestamps and became
+            // composition offsets of up to 1.4 s (ten starved WebRTC calls): the audio out of
+            // sync with the video and with holes in the file.
+            ghost.add_probe(
+                gst::PadProbeType::BUFFER | gst::PadProbeType::BUFFER_LIST,
+                |_, info| {
+                    match &mut info.data {
+                        Some(gst::PadProbeData::Buffer(buffer)) => decode_at_presentation(buffer),
+                        Some(gst::PadProbeData::BufferList(list)) => {
+                            list.make_mut().foreach_mut(|mut buffer, _| {
+                                decode_at_presentation(&mut buffer);
+                                std::ops::ControlFlow::Continue(Some(buffer))
+                            });
+                        }
+                        _ => (),
+                    }
+                    gst::PadProbeReturn::Ok
+                },
+            );
+        }
         // Until the branch exists (at the first caps) nothing downstream answers caps queries:
         // say what the branch takes best, so upstream does not pick an odd raw format.
         ghost.add_probe(gst::PadProbeType::QUERY_DOWNSTREAM, move |pad, info| {

@@ -63,6 +63,9 @@ pub struct Stream {
     pub awaits_keyframe: bool,
     /// DTS of the last output buffer (kept non-decreasing).
     pub last_output_dts: Option<u64>,
+    /// Encoded audio: end (output PTS + duration) of the last packet; the next one never
+    /// starts before it.
+    pub audio_end: Option<u64>,
     /// Running time of the last keyframe request sent upstream.
     pub last_keyframe_request: Option<u64>,
     /// End (running time) of the last buffer seen at the gate.
@@ -115,6 +118,7 @@ impl Stream {
             ended_at_head: false,
             awaits_keyframe: true,
             last_output_dts: None,
+            audio_end: None,
             last_keyframe_request: None,
             position: 0,
             output_segment: 0,
@@ -148,6 +152,7 @@ impl Stream {
         self.ended_at_head = false;
         self.awaits_keyframe = true;
         self.last_output_dts = None;
+        self.audio_end = None;
         self.last_keyframe_request = None;
         self.position = 0;
         self.output_segment = 0;
@@ -171,6 +176,7 @@ impl Stream {
         self.output_segment = index;
         self.first_output = None;
         self.last_output_dts = None;
+        self.audio_end = None;
         if self.is_encoded_video() {
             // A file starts with a keyframe.
             self.awaits_keyframe = true;
