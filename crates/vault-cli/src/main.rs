@@ -6,6 +6,13 @@
 //!   vcc-vault recover --identity key.txt call.mp4.age.partial -o call.mp4
 //!   vcc-vault verify --key vcc.pub --partial call.mp4.age.partial [--identity key.txt]
 //!   vcc-vault recover --identity key.txt --proven --key vcc.pub call.mp4.age.partial -o call.mp4
+//!   vcc-vault bucket-create --bucket recordings
+//!   vcc-vault archive --bucket recordings --tenant acme --policy policy.toml --key vcc.pub *.age
+//!   vcc-vault hold|release|delete --bucket recordings --tenant acme --call-id C
+//!
+//! The object-storage commands ([`archive`]) take the standard AWS configuration.
+
+mod archive;
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -90,6 +97,19 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Create a bucket with S3 Object Lock (and so versioning) for archives.
+    BucketCreate(archive::StoreArgs),
+    /// Upload finished recordings (ciphertext, manifest, their signatures) under
+    /// <tenant>/yyyy/mm/dd/<call-id>/ with Object Lock retention from the policy, read each
+    /// object back, and with --delete-local delete the local copy. A rerun completes an
+    /// interrupted upload.
+    Archive(archive::ArchiveArgs),
+    /// Put an archived call under legal hold (no deletion, whatever its retention).
+    Hold(archive::CallArgs),
+    /// Release an archived call's legal hold.
+    Release(archive::CallArgs),
+    /// Delete an archived call's objects: the store refuses while retention or a hold applies.
+    Delete(archive::CallArgs),
 }
 
 fn create_new(path: &Path) -> Result<BufWriter<File>, String> {
@@ -323,6 +343,11 @@ fn verify(key: &Path, files: &[PathBuf], manifests: &[PathBuf], chain: bool) -> 
 
 fn run(cli: Cli) -> Result<(), String> {
     match cli.command {
+        Command::BucketCreate(args) => archive::bucket_create(args),
+        Command::Archive(args) => archive::archive(args),
+        Command::Hold(args) => archive::hold(args, true),
+        Command::Release(args) => archive::hold(args, false),
+        Command::Delete(args) => archive::delete(args),
         Command::Keygen { out_dir } => {
             std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
             let (identity, recipient) = keys::generate_identity();

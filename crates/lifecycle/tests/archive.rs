@@ -1,0 +1,378 @@
+//! Archive, retention, legal hold and deletion against a real Ceph RADOS Gateway
+//! (`scripts/rgw.sh`, one per test, stopped when the test ends or fails).
+
+use std::path::{Path, PathBuf};
+
+use lifecycle::LifecycleError;
+use lifecycle::archive::{self, Event, Options};
+use lifecycle::policy::{LockMode, Retention};
+use lifecycle::recording::LocalRecording;
+use lifecycle::store::{Connection, Store};
+use test_support::rgw::Rgw;
+use vault::keys::{self, Protection};
+use vault::sign::{self, Binding};
+
+const MIB: u64 = 1024 * 1024;
+const PART: u64 = 5 * MIB;
+
+struct Keys {
+    dir: PathBuf,
+    public: PathBuf,
+    secret: minisign::SecretKey,
+    recipient: String,
+}
+
+fn keys(dir: &Path) -> Keys {
+    let (identity, recipient) = keys::generate_identity();
+    std::fs::write(dir.join("key.txt"), identity).unwrap();
+    let (secret, public) = keys::generate_signing_keys().unwrap();
+    std::fs::write(dir.join("vcc.key"), secret).unwrap();
+    std::fs::write(dir.join("vcc.pub"), public).unwrap();
+    Keys {
+        dir: dir.to_path_buf(),
+        public: dir.join("vcc.pub"),
+        secret: keys::load_signing_key(&dir.join("vcc.key")).unwrap(),
+        recipient,
+    }
+}
+
+/// A finished recording as encryptedfilesink leaves it: an age file of `bytes` of
+/// (incompressible) media, its manifest, both signed.
+fn recording(keys: &Keys, call_id: &str, bytes: usize) -> PathBuf {
+    let path = keys.dir.join(format!("{call_id}.mp4.age"));
+    let recipients = keys::parse_recipients(&keys.recipient, None).unwrap();
+    let mut writer = vault::writer::AgeWriter::create(
+        std::fs::File::create(&path).unwrap(),
+        &Protection::Recipients(recipients),
+    )
+    .unwrap();
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let mut media = vec![0u8; bytes];
+    for byte in &mut media {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        *byte = state as u8;
+    }
+    writer.write(&media).unwrap();
+    writer.finish().unwrap();
+    let signed = sign::sign_file(
+        &path,
+        &keys.secret,
+        Binding {
+            call_id: Some(call_id.to_string()),
+            ..Binding::new("recording")
+        },
+    )
+    .unwrap();
+    let manifest = lifecycle::recording::manifest_path(&path);
+    let json = serde_json::json!({
+        "format": "gst-vcc-recording/1",
+        "call": {"call_id": call_id, "agent_id": "agent-7", "customer_reference": "CUST-1",
+                 "queue": "payments", "direction": "inbound", "tags": {}},
+        "started_utc": "2026-12-01T17:58:45.123Z",
+        "ended_utc": "2026-12-01T18:04:00.000Z",
+        "complete": true,
+        "output": {"container": "mp4", "bytes": bytes, "sha256": null},
+    });
+    std::fs::write(&manifest, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
+    sign::sign_file(
+        &manifest,
+        &keys.secret,
+        Binding {
+            call_id: Some(call_id.to_string()),
+            recording: Some(signed.file.clone()),
+            recording_sha256: Some(signed.sha256.clone()),
+            ..Binding::new("manifest")
+        },
+    )
+    .unwrap();
+    path
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+fn connection(rgw: &Rgw) -> Connection {
+    Connection {
+        endpoint: Some(rgw.endpoint.clone()),
+        region: Some("us-east-1".into()),
+        profile: None,
+        credentials: Some((rgw.access_key.into(), rgw.secret_key.into())),
+    }
+}
+
+fn options(delete_local: bool) -> Options {
+    Options {
+        tenant: "acme".into(),
+        part_size: PART,
+        delete_local,
+    }
+}
+
+const COMPLIANCE: Retention = Retention {
+    retention_days: 30,
+    mode: LockMode::Compliance,
+};
+
+async fn object_sha256(store: &Store, key: &str) -> String {
+    let object = store
+        .client()
+        .get_object()
+        .bucket(&store.bucket)
+        .key(key)
+        .send()
+        .await
+        .unwrap();
+    let bytes = object.body.collect().await.unwrap().into_bytes();
+    use sha2::Digest;
+    sha2::Sha256::digest(&bytes)
+        .iter()
+        .map(|byte| format!("{byte:02x}"))
+        .collect()
+}
+
+#[test]
+fn a_recording_is_archived_verified_locked_held_and_not_deletable() {
+    let rgw = Rgw::start("archive");
+    let dir = test_support::paths::scratch("lifecycle-archive");
+    let keys = keys(&dir);
+    let path = recording(&keys, "call-42", (23 * MIB) as usize);
+    let local = LocalRecording::open(&path, &keys.public).unwrap();
+    runtime().block_on(async {
+        let store = Store::connect(&connection(&rgw), "recordings").await;
+        store.create_with_object_lock().await.unwrap();
+        store.require_object_lock().await.unwrap();
+        let mut events = Vec::new();
+        let archived = archive::archive(&store, &local, COMPLIANCE, &options(true), &mut |e| {
+            events.push(e)
+        })
+        .await
+        .unwrap();
+        assert_eq!(archived.prefix, "acme/2026/12/01/call-42/");
+        assert_eq!(archived.retain_until_utc, "2026-12-31T17:58:45Z");
+        assert_eq!(archived.objects.len(), 4);
+        let verified: Vec<_> = events
+            .iter()
+            .filter_map(|e| match e {
+                Event::Verified { key, .. } => Some(key.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(verified, archived.objects);
+        // Deleted locally only after the four were read back.
+        let deleted = events
+            .iter()
+            .position(|e| matches!(e, Event::DeletedLocal { .. }))
+            .unwrap();
+        assert!(
+            deleted
+                > events
+                    .iter()
+                    .rposition(|e| matches!(e, Event::Verified { .. }))
+                    .unwrap()
+        );
+        assert!(!path.exists());
+        // 23 MiB in 5 MiB parts: a multipart upload, byte-identical in the store.
+        assert_eq!(
+            object_sha256(&store, &archived.objects[0]).await,
+            local.sha256
+        );
+        let retention = store
+            .client()
+            .get_object_retention()
+            .bucket("recordings")
+            .key(&archived.objects[0])
+            .send()
+            .await
+            .unwrap();
+        let retention = retention.retention().unwrap();
+        assert_eq!(retention.mode().unwrap().as_str(), "COMPLIANCE");
+        // The store refuses to delete a version under COMPLIANCE retention.
+        let error = archive::delete_call(&store, &archived.prefix)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("AccessDenied"), "{error}");
+        assert!(error.contains(&archived.objects[0]), "{error}");
+        // Legal hold on every object, and off again.
+        let found = archive::find_call(&store, "acme", "call-42").await.unwrap();
+        assert_eq!(found, archived.prefix);
+        assert!(!archive::legal_hold(&store, &found).await.unwrap());
+        let held = archive::set_legal_hold(&store, &found, true).await.unwrap();
+        assert_eq!(held.len(), 4);
+        assert!(archive::legal_hold(&store, &found).await.unwrap());
+        archive::set_legal_hold(&store, &found, false)
+            .await
+            .unwrap();
+        assert!(!archive::legal_hold(&store, &found).await.unwrap());
+        let missing = archive::find_call(&store, "acme", "call-43")
+            .await
+            .unwrap_err();
+        assert!(
+            missing.to_string().contains("no archived call"),
+            "{missing}"
+        );
+    });
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_rerun_completes_an_interrupted_upload_and_leaves_none_open() {
+    let rgw = Rgw::start("resume");
+    let dir = test_support::paths::scratch("lifecycle-resume");
+    let keys = keys(&dir);
+    let path = recording(&keys, "call-7", (18 * MIB) as usize);
+    let local = LocalRecording::open(&path, &keys.public).unwrap();
+    runtime().block_on(async {
+        let store = Store::connect(&connection(&rgw), "recordings").await;
+        store.create_with_object_lock().await.unwrap();
+        let key = "acme/2026/12/01/call-7/call-7.mp4.age";
+        let client = store.client();
+        // An archiver killed after two good parts and one torn part, and an older attempt.
+        let data = std::fs::read(&path).unwrap();
+        let mut uploads = Vec::new();
+        for _ in 0..2 {
+            let created = client
+                .create_multipart_upload()
+                .bucket("recordings")
+                .key(key)
+                .metadata("sha256", &local.sha256)
+                .send()
+                .await
+                .unwrap();
+            uploads.push(created.upload_id().unwrap().to_string());
+        }
+        let newest = &uploads[1];
+        let part = PART as usize;
+        for (number, bytes) in [
+            (1, data[..part].to_vec()),
+            (2, data[part..2 * part].to_vec()),
+            (3, vec![0u8; part]),
+        ] {
+            client
+                .upload_part()
+                .bucket("recordings")
+                .key(key)
+                .upload_id(newest)
+                .part_number(number)
+                .body(bytes.into())
+                .send()
+                .await
+                .unwrap();
+        }
+        let mut events = Vec::new();
+        archive::archive(&store, &local, COMPLIANCE, &options(false), &mut |e| {
+            events.push(e)
+        })
+        .await
+        .unwrap();
+        assert!(
+            events
+                .iter()
+                .any(|e| matches!(e, Event::Resume { parts_kept: 2, .. })),
+            "{events:?}"
+        );
+        assert_eq!(object_sha256(&store, key).await, local.sha256);
+        let open = client
+            .list_multipart_uploads()
+            .bucket("recordings")
+            .send()
+            .await
+            .unwrap();
+        assert!(open.uploads().is_empty(), "{:?}", open.uploads());
+        // A second run finds everything archived and changes nothing.
+        let mut again = Vec::new();
+        archive::archive(&store, &local, COMPLIANCE, &options(false), &mut |e| {
+            again.push(e)
+        })
+        .await
+        .unwrap();
+        let skipped = again
+            .iter()
+            .filter(|e| matches!(e, Event::AlreadyArchived { .. }))
+            .count();
+        assert_eq!(skipped, 4, "{again:?}");
+        let versions = client
+            .list_object_versions()
+            .bucket("recordings")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(versions.versions().len(), 4);
+    });
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn failures_are_named_and_the_local_copy_is_kept() {
+    let rgw = Rgw::start("failures");
+    let dir = test_support::paths::scratch("lifecycle-failures");
+    let keys = keys(&dir);
+    let path = recording(&keys, "call-9", (MIB) as usize);
+    let local = LocalRecording::open(&path, &keys.public).unwrap();
+    let files = local.files();
+    runtime().block_on(async {
+        let good = Store::connect(&connection(&rgw), "locked").await;
+        good.create_with_object_lock().await.unwrap();
+        // A bucket without Object Lock.
+        let plain = Store::connect(&connection(&rgw), "plain").await;
+        plain
+            .client()
+            .create_bucket()
+            .bucket("plain")
+            .send()
+            .await
+            .unwrap();
+        let error = plain.require_object_lock().await.unwrap_err().to_string();
+        assert!(
+            error.contains("bucket plain") && error.contains("no Object Lock"),
+            "{error}"
+        );
+        // Wrong credentials.
+        let mut wrong = connection(&rgw);
+        wrong.credentials = Some(("testkey".into(), "not-the-secret".into()));
+        let store = Store::connect(&wrong, "locked").await;
+        let error = archive::archive(&store, &local, COMPLIANCE, &options(true), &mut |_| ())
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("HTTP 403: access denied"), "{error}");
+        let error = store.require_object_lock().await.unwrap_err().to_string();
+        assert!(error.contains("SignatureDoesNotMatch"), "{error}");
+        // Nobody listening.
+        let mut unreachable = connection(&rgw);
+        unreachable.endpoint = Some(format!(
+            "http://127.0.0.1:{}",
+            test_support::process::free_tcp_port()
+        ));
+        let store = Store::connect(&unreachable, "locked").await;
+        let error = archive::archive(&store, &local, COMPLIANCE, &options(true), &mut |_| ())
+            .await
+            .unwrap_err();
+        let text = error.to_string();
+        assert!(matches!(error, LifecycleError::Store { .. }), "{text}");
+        assert!(
+            text.contains("s3://locked/acme/2026/12/01/call-9/"),
+            "{text}"
+        );
+        assert!(text.to_lowercase().contains("connect"), "{text}");
+        for file in &files {
+            assert!(file.exists(), "{} was deleted", file.display());
+        }
+    });
+    // A tampered manifest is refused before anything is uploaded.
+    let manifest = lifecycle::recording::manifest_path(&path);
+    let text = std::fs::read_to_string(&manifest).unwrap();
+    std::fs::write(&manifest, text.replace("agent-7", "agent-8")).unwrap();
+    let error = LocalRecording::open(&path, &keys.public)
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains("call-9.mp4.age.json"), "{error}");
+    drop(rgw);
+    std::fs::remove_dir_all(dir).unwrap();
+}

@@ -1,0 +1,126 @@
+//! `vcc-vault` archives a real recording (made by the record_call example through recordmux
+//! and encryptedfilesink) to a real Ceph RADOS Gateway, and the store enforces what the
+//! policy says: retention, legal hold.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use common::*;
+use test_support::rgw::Rgw;
+
+fn vcc_vault(rgw: &Rgw, args: &[&str]) -> Output {
+    let mut command = Command::new(test_support::paths::built("vcc-vault"));
+    command.args(args);
+    for (name, value) in rgw.aws_env() {
+        command.env(name, value);
+    }
+    command.output().unwrap()
+}
+
+fn json_lines(output: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
+        .collect()
+}
+
+fn record(dir: &Path, call_id: &str) -> std::path::PathBuf {
+    let output = dir.join(format!("{call_id}.mp4.age"));
+    let status = Command::new(example("record_call"))
+        .args(["--seconds", "3", "--effect", "none", "--call-id", call_id])
+        .args(key_args(dir))
+        .arg("--output")
+        .arg(&output)
+        .stdout(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    output
+}
+
+#[test]
+fn a_recorded_call_is_archived_held_and_cannot_be_deleted() {
+    let rgw = Rgw::start("vault-archive");
+    let dir = scratch("vault-archive");
+    write_keys(&dir);
+    let recording = record(&dir, "call-e2e-1");
+    let policy = dir.join("policy.toml");
+    std::fs::write(
+        &policy,
+        "[default]\nretention_days = 7\nmode = \"compliance\"\n",
+    )
+    .unwrap();
+    let (key, policy) = (dir.join("vcc.pub"), policy.to_str().unwrap().to_string());
+    let store = ["--bucket", "recordings", "--json"];
+    let created = vcc_vault(&rgw, &[&["bucket-create"][..], &store].concat());
+    assert!(created.status.success(), "{created:?}");
+    let archive = |extra: &[&str]| {
+        let mut args = vec!["archive", "--tenant", "acme", "--policy", &policy];
+        args.extend(["--key", key.to_str().unwrap()]);
+        args.extend(store);
+        args.extend(extra);
+        args.push(recording.to_str().unwrap());
+        vcc_vault(&rgw, &args)
+    };
+    let output = archive(&["--delete-local"]);
+    assert!(output.status.success(), "{output:?}");
+    let events = json_lines(&output);
+    let archived = events.iter().find(|e| e["event"] == "archived").unwrap();
+    let prefix = archived["result"]["prefix"].as_str().unwrap();
+    assert!(
+        prefix.starts_with("acme/20") && prefix.ends_with("/call-e2e-1/"),
+        "{prefix}"
+    );
+    assert_eq!(archived["result"]["retention_mode"], "COMPLIANCE");
+    let verified = events.iter().filter(|e| e["event"] == "verified").count();
+    assert_eq!(verified, 4, "{events:?}");
+    assert!(!recording.exists(), "--delete-local after verification");
+    // Gone locally: a rerun names the missing file and fails.
+    let output = archive(&[]);
+    assert!(!output.status.success());
+    assert!(json_lines(&output).iter().any(|e| e["event"] == "failed"));
+
+    let call = ["--tenant", "acme", "--call-id", "call-e2e-1"];
+    let held = vcc_vault(&rgw, &[&["hold"][..], &store, &call].concat());
+    assert!(held.status.success(), "{held:?}");
+    assert_eq!(json_lines(&held)[0]["objects"].as_array().unwrap().len(), 4);
+    let refused = vcc_vault(&rgw, &[&["delete"][..], &store, &call].concat());
+    assert!(!refused.status.success());
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(text.contains("under legal hold"), "{text}");
+    let released = vcc_vault(&rgw, &[&["release"][..], &store, &call].concat());
+    assert!(released.status.success(), "{released:?}");
+    // Released, still under COMPLIANCE retention: the store itself refuses.
+    let refused = vcc_vault(&rgw, &[&["delete"][..], &store, &call].concat());
+    assert!(!refused.status.success());
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        text.contains("AccessDenied") && text.contains("retention has not expired"),
+        "{text}"
+    );
+    // A bucket without Object Lock is refused before anything is uploaded.
+    let recording = record(&dir, "call-e2e-2");
+    let output = vcc_vault(
+        &rgw,
+        &[
+            "archive",
+            "--bucket",
+            "no-such-bucket",
+            "--tenant",
+            "acme",
+            "--policy",
+            &policy,
+            "--key",
+            key.to_str().unwrap(),
+            recording.to_str().unwrap(),
+        ],
+    );
+    assert!(!output.status.success());
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(text.contains("no-such-bucket"), "{text}");
+    assert!(recording.exists());
+    drop(rgw);
+    std::fs::remove_dir_all(dir).unwrap();
+}
