@@ -607,6 +607,75 @@ pub async fn find_call(
     })
 }
 
+/// Downloads the manifests and their signatures of every call under `prefix` into
+/// directories below `scratch`, one per call: (directory, `s3://bucket/<call prefix>`).
+pub async fn fetch_manifests(
+    store: &Store,
+    prefix: &str,
+    scratch: &Path,
+) -> Result<Vec<(std::path::PathBuf, String)>, LifecycleError> {
+    let mut calls: std::collections::BTreeMap<String, Vec<String>> = Default::default();
+    let mut pages = store
+        .client
+        .list_objects_v2()
+        .bucket(&store.bucket)
+        .prefix(prefix)
+        .into_paginator()
+        .send();
+    while let Some(page) = pages.next().await {
+        let page =
+            page.map_err(|e| store_error(format!("list s3://{}/{prefix}", store.bucket), e))?;
+        for object in page.contents() {
+            let key = object.key().unwrap_or_default();
+            if (key.ends_with(".json") || key.ends_with(".json.minisig"))
+                && let Some((call, _)) = key.rsplit_once('/')
+            {
+                calls
+                    .entry(format!("{call}/"))
+                    .or_default()
+                    .push(key.to_string());
+            }
+        }
+    }
+    let mut fetched = Vec::new();
+    for (number, (call, keys)) in calls.into_iter().enumerate() {
+        let dir = scratch.join(number.to_string());
+        std::fs::create_dir_all(&dir).map_err(|source| LifecycleError::Io {
+            what: "scratch directory",
+            path: dir.clone(),
+            source,
+        })?;
+        for key in keys {
+            let object = store
+                .client
+                .get_object()
+                .bucket(&store.bucket)
+                .key(&key)
+                .send()
+                .await
+                .map_err(|e| store_error(format!("GET s3://{}/{key}", store.bucket), e))?;
+            let bytes = object
+                .body
+                .collect()
+                .await
+                .map_err(|e| LifecycleError::Store {
+                    what: format!("GET s3://{}/{key}", store.bucket),
+                    message: e.to_string(),
+                })?
+                .into_bytes();
+            let name = key.rsplit('/').next().unwrap_or_default();
+            let path = dir.join(name);
+            std::fs::write(&path, &bytes).map_err(|source| LifecycleError::Io {
+                what: "downloaded manifest",
+                path: path.clone(),
+                source,
+            })?;
+        }
+        fetched.push((dir, format!("s3://{}/{call}", store.bucket)));
+    }
+    Ok(fetched)
+}
+
 /// (key, version id) of every object version under `prefix`.
 async fn versions(store: &Store, prefix: &str) -> Result<Vec<(String, String)>, LifecycleError> {
     let mut versions = Vec::new();

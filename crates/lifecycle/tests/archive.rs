@@ -1,94 +1,18 @@
 //! Archive, retention, legal hold and deletion against a real Ceph RADOS Gateway
 //! (`scripts/rgw.sh`, one per test, stopped when the test ends or fails).
 
-use std::path::{Path, PathBuf};
+mod common;
 
+use common::{Call, keys, recording};
 use lifecycle::LifecycleError;
 use lifecycle::archive::{self, Event, Options};
 use lifecycle::policy::{LockMode, Retention};
 use lifecycle::recording::LocalRecording;
 use lifecycle::store::{Connection, Store};
 use test_support::rgw::Rgw;
-use vault::keys::{self, Protection};
-use vault::sign::{self, Binding};
 
 const MIB: u64 = 1024 * 1024;
 const PART: u64 = 5 * MIB;
-
-struct Keys {
-    dir: PathBuf,
-    public: PathBuf,
-    secret: minisign::SecretKey,
-    recipient: String,
-}
-
-fn keys(dir: &Path) -> Keys {
-    let (identity, recipient) = keys::generate_identity();
-    std::fs::write(dir.join("key.txt"), identity).unwrap();
-    let (secret, public) = keys::generate_signing_keys().unwrap();
-    std::fs::write(dir.join("vcc.key"), secret).unwrap();
-    std::fs::write(dir.join("vcc.pub"), public).unwrap();
-    Keys {
-        dir: dir.to_path_buf(),
-        public: dir.join("vcc.pub"),
-        secret: keys::load_signing_key(&dir.join("vcc.key")).unwrap(),
-        recipient,
-    }
-}
-
-/// A finished recording as encryptedfilesink leaves it: an age file of `bytes` of
-/// (incompressible) media, its manifest, both signed.
-fn recording(keys: &Keys, call_id: &str, bytes: usize) -> PathBuf {
-    let path = keys.dir.join(format!("{call_id}.mp4.age"));
-    let recipients = keys::parse_recipients(&keys.recipient, None).unwrap();
-    let mut writer = vault::writer::AgeWriter::create(
-        std::fs::File::create(&path).unwrap(),
-        &Protection::Recipients(recipients),
-    )
-    .unwrap();
-    let mut state = 0x9e37_79b9_7f4a_7c15u64;
-    let mut media = vec![0u8; bytes];
-    for byte in &mut media {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        *byte = state as u8;
-    }
-    writer.write(&media).unwrap();
-    writer.finish().unwrap();
-    let signed = sign::sign_file(
-        &path,
-        &keys.secret,
-        Binding {
-            call_id: Some(call_id.to_string()),
-            ..Binding::new("recording")
-        },
-    )
-    .unwrap();
-    let manifest = lifecycle::recording::manifest_path(&path);
-    let json = serde_json::json!({
-        "format": "gst-vcc-recording/1",
-        "call": {"call_id": call_id, "agent_id": "agent-7", "customer_reference": "CUST-1",
-                 "queue": "payments", "direction": "inbound", "tags": {}},
-        "started_utc": "2026-12-01T17:58:45.123Z",
-        "ended_utc": "2026-12-01T18:04:00.000Z",
-        "complete": true,
-        "output": {"container": "mp4", "bytes": bytes, "sha256": null},
-    });
-    std::fs::write(&manifest, serde_json::to_vec_pretty(&json).unwrap()).unwrap();
-    sign::sign_file(
-        &manifest,
-        &keys.secret,
-        Binding {
-            call_id: Some(call_id.to_string()),
-            recording: Some(signed.file.clone()),
-            recording_sha256: Some(signed.sha256.clone()),
-            ..Binding::new("manifest")
-        },
-    )
-    .unwrap();
-    path
-}
 
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -141,7 +65,7 @@ fn a_recording_is_archived_verified_locked_held_and_not_deletable() {
     let rgw = Rgw::start("archive");
     let dir = test_support::paths::scratch("lifecycle-archive");
     let keys = keys(&dir);
-    let path = recording(&keys, "call-42", (23 * MIB) as usize);
+    let path = recording(&keys, &Call::new("call-42"), (23 * MIB) as usize);
     let local = LocalRecording::open(&path, &keys.public).unwrap();
     runtime().block_on(async {
         let store = Store::connect(&connection(&rgw), "recordings").await;
@@ -226,7 +150,7 @@ fn a_rerun_completes_an_interrupted_upload_and_leaves_none_open() {
     let rgw = Rgw::start("resume");
     let dir = test_support::paths::scratch("lifecycle-resume");
     let keys = keys(&dir);
-    let path = recording(&keys, "call-7", (18 * MIB) as usize);
+    let path = recording(&keys, &Call::new("call-7"), (18 * MIB) as usize);
     let local = LocalRecording::open(&path, &keys.public).unwrap();
     runtime().block_on(async {
         let store = Store::connect(&connection(&rgw), "recordings").await;
@@ -313,7 +237,7 @@ fn failures_are_named_and_the_local_copy_is_kept() {
     let rgw = Rgw::start("failures");
     let dir = test_support::paths::scratch("lifecycle-failures");
     let keys = keys(&dir);
-    let path = recording(&keys, "call-9", (MIB) as usize);
+    let path = recording(&keys, &Call::new("call-9"), MIB as usize);
     let local = LocalRecording::open(&path, &keys.public).unwrap();
     let files = local.files();
     runtime().block_on(async {

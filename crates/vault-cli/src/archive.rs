@@ -295,3 +295,26 @@ pub fn delete(args: CallArgs) -> Result<(), String> {
         Ok(())
     })
 }
+
+/// The manifests of the calls under `prefix` of `bucket`, downloaded below `scratch` (for
+/// `index --bucket`).
+pub fn fetch_manifests(
+    bucket: &str,
+    endpoint: Option<String>,
+    prefix: &str,
+    scratch: &std::path::Path,
+) -> Result<Vec<(PathBuf, String)>, String> {
+    runtime()?.block_on(async {
+        let args = StoreArgs {
+            bucket: bucket.to_string(),
+            endpoint,
+            region: None,
+            profile: None,
+            json: false,
+        };
+        let store = connect(&args).await;
+        archive::fetch_manifests(&store, prefix, scratch)
+            .await
+            .map_err(|e| e.to_string())
+    })
+}

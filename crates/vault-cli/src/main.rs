@@ -9,10 +9,13 @@
 //!   vcc-vault bucket-create --bucket recordings
 //!   vcc-vault archive --bucket recordings --tenant acme --policy policy.toml --key vcc.pub *.age
 //!   vcc-vault hold|release|delete --bucket recordings --tenant acme --call-id C
+//!   vcc-vault index --db index.sqlite --hash-key index.key --key vcc.pub recordings/
+//!   vcc-vault search --db index.sqlite --hash-key index.key --agent A --from 2026-12-01
 //!
 //! The object-storage commands ([`archive`]) take the standard AWS configuration.
 
 mod archive;
+mod search;
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
@@ -110,6 +113,11 @@ enum Command {
     Release(archive::CallArgs),
     /// Delete an archived call's objects: the store refuses while retention or a hold applies.
     Delete(archive::CallArgs),
+    /// Build or update the search index (SQLite) from signed manifests, in directories or a
+    /// bucket; manifests whose signature fails are refused.
+    Index(search::IndexArgs),
+    /// Search the index by agent, queue, direction, customer reference, call id and time.
+    Search(search::SearchArgs),
 }
 
 fn create_new(path: &Path) -> Result<BufWriter<File>, String> {
@@ -348,6 +356,8 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Hold(args) => archive::hold(args, true),
         Command::Release(args) => archive::hold(args, false),
         Command::Delete(args) => archive::delete(args),
+        Command::Index(args) => search::index(args),
+        Command::Search(args) => search::search(args),
         Command::Keygen { out_dir } => {
             std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
             let (identity, recipient) = keys::generate_identity();
