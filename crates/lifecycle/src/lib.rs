@@ -12,6 +12,7 @@
 //! See README.md for the guarantees, the threat model and what is not done yet.
 
 pub mod archive;
+pub mod audit;
 pub mod index;
 pub mod policy;
 pub mod recording;

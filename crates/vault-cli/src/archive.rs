@@ -67,6 +67,32 @@ pub struct CallArgs {
     call_id: String,
 }
 
+impl ArchiveArgs {
+    /// For the audit log.
+    pub fn describe(&self) -> String {
+        format!(
+            "s3://{}/{}/ <- {}",
+            self.store.bucket,
+            self.tenant,
+            self.recordings
+                .iter()
+                .map(|path| path.display().to_string())
+                .collect::<Vec<_>>()
+                .join(" ")
+        )
+    }
+}
+
+impl CallArgs {
+    /// For the audit log.
+    pub fn describe(&self) -> String {
+        format!(
+            "s3://{}/{}/ call {}",
+            self.store.bucket, self.tenant, self.call_id
+        )
+    }
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -34,6 +34,14 @@ use vault::{checkpoint, durable, read, sign};
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    /// Append-only, hash-chained, signed audit log: every decrypt, recover, archive, hold,
+    /// release, delete, index and search is written to it before it runs (and refused if it
+    /// cannot be). Deployments set VCC_AUDIT_LOG and VCC_AUDIT_KEY for every operator.
+    #[arg(long, global = true, env = "VCC_AUDIT_LOG", requires = "audit_key")]
+    audit_log: Option<PathBuf>,
+    /// The minisign secret key that signs audit entries (kept apart from those audited).
+    #[arg(long, global = true, env = "VCC_AUDIT_KEY")]
+    audit_key: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -118,6 +126,52 @@ enum Command {
     Index(search::IndexArgs),
     /// Search the index by agent, queue, direction, customer reference, call id and time.
     Search(search::SearchArgs),
+    /// Check the audit log: every line's signature, the sequence, the hash chain and the head.
+    AuditVerify {
+        /// The audit log.
+        log: PathBuf,
+        /// The public key of the audit signing key.
+        #[arg(long)]
+        key: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// An audit entry: action, target, details.
+type Audited = (&'static str, String, Vec<(&'static str, String)>);
+
+/// What the audit log records of a command, if anything.
+fn audited(command: &Command) -> Option<Audited> {
+    let path = |path: &Path| path.display().to_string();
+    match command {
+        Command::Decrypt {
+            file,
+            output,
+            identity,
+        } => Some((
+            "decrypt",
+            path(file),
+            vec![("output", path(output)), ("identity", path(identity))],
+        )),
+        Command::Recover {
+            file,
+            output,
+            identity,
+            ..
+        } => Some((
+            "recover",
+            path(file),
+            vec![("output", path(output)), ("identity", path(identity))],
+        )),
+        Command::Archive(args) => Some(("archive", args.describe(), vec![])),
+        Command::Hold(args) => Some(("hold", args.describe(), vec![])),
+        Command::Release(args) => Some(("release", args.describe(), vec![])),
+        Command::Delete(args) => Some(("delete", args.describe(), vec![])),
+        Command::Index(args) => Some(("index", args.describe(), vec![])),
+        Command::Search(args) => Some(("search", args.describe(), vec![])),
+        _ => None,
+    }
 }
 
 fn create_new(path: &Path) -> Result<BufWriter<File>, String> {
@@ -350,7 +404,34 @@ fn verify(key: &Path, files: &[PathBuf], manifests: &[PathBuf], chain: bool) -> 
 }
 
 fn run(cli: Cli) -> Result<(), String> {
+    if let (Some(log), Some(key)) = (&cli.audit_log, &cli.audit_key)
+        && let Some((action, target, details)) = audited(&cli.command)
+    {
+        lifecycle::audit::AuditLog::open(log, key)
+            .and_then(|audit| audit.append(action, &target, &details))
+            .map_err(|e| format!("not done, the audit log refused the entry: {e}"))?;
+    }
     match cli.command {
+        Command::AuditVerify { log, key, json } => {
+            let result = lifecycle::audit::verify(&log, &key).map_err(|e| e.to_string())?;
+            if json {
+                println!("{}", serde_json::to_string(&result).expect("serialises"));
+            } else if result.problems.is_empty() {
+                println!(
+                    "audit log OK: {} entries, chain and signatures intact",
+                    result.lines
+                );
+            }
+            if result.problems.is_empty() {
+                Ok(())
+            } else {
+                Err(format!(
+                    "audit log '{}' has been tampered with:\n  {}",
+                    log.display(),
+                    result.problems.join("\n  ")
+                ))
+            }
+        }
         Command::BucketCreate(args) => archive::bucket_create(args),
         Command::Archive(args) => archive::archive(args),
         Command::Hold(args) => archive::hold(args, true),

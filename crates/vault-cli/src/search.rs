@@ -63,6 +63,40 @@ pub struct SearchArgs {
     json: bool,
 }
 
+impl IndexArgs {
+    /// For the audit log.
+    pub fn describe(&self) -> String {
+        let mut sources: Vec<String> = self.dirs.iter().map(|d| d.display().to_string()).collect();
+        if let Some(bucket) = &self.bucket {
+            sources.push(format!("s3://{bucket}/{}", self.prefix));
+        }
+        format!("{} <- {}", self.db.display(), sources.join(" "))
+    }
+}
+
+impl SearchArgs {
+    /// For the audit log: the query (a customer reference only as "given", never in clear).
+    pub fn describe(&self) -> String {
+        let mut terms = Vec::new();
+        for (name, value) in [
+            ("agent", &self.agent),
+            ("queue", &self.queue),
+            ("direction", &self.direction),
+            ("call_id", &self.call_id),
+            ("from", &self.from),
+            ("to", &self.to),
+        ] {
+            if let Some(value) = value {
+                terms.push(format!("{name}={value}"));
+            }
+        }
+        if self.customer.is_some() {
+            terms.push("customer=(given)".into());
+        }
+        format!("{}: {}", self.db.display(), terms.join(" "))
+    }
+}
+
 fn print_report(report: &Report, json: bool) {
     if json {
         println!(
