@@ -3,8 +3,11 @@
 # fetches the real test clip, builds the plugins (release), and runs a real clip of a person
 # through background blur into an age-encrypted, minisign-signed recording, which it then
 # verifies and decrypts with the standard tools; records a call with a PCI pause; also renders
-# the PNG gallery of every effect.
-# Output: demo/ (carphone-blur.mp4 and its manifest, pci-call.mp4.age, snapshots, gallery/).
+# the PNG gallery of every effect; then archives the call to a real S3 object store (a local
+# Ceph RADOS Gateway, started here and stopped at the end) under Object Lock, indexes and
+# searches it, puts it under legal hold, and checks the audit log of all that.
+# Output: demo/ (carphone-blur.mp4 and its manifest, pci-call.mp4.age, snapshots, gallery/,
+# index.sqlite, audit.jsonl).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -42,4 +45,5 @@ cargo run -q --release --example record_call -- --input media/carphone.mp4 --aud
     --recipients-file demo/keys/recipient.txt --signing-key demo/keys/vcc.key \
     --output demo/pci-call.mp4.age >/dev/null
 minisign -V -p demo/keys/vcc.pub -m demo/pci-call.mp4.age.json
-echo "demo written to $root/demo (carphone-blur.mp4.age + .minisig + .json manifest, decrypted carphone-blur.mp4, pci-call.mp4.age with its manifest, snapshots/, gallery/)"
+scripts/demo-archive.sh target/release/vcc-vault
+echo "demo written to $root/demo (carphone-blur.mp4.age + .minisig + .json manifest, decrypted carphone-blur.mp4, pci-call.mp4.age with its manifest, snapshots/, gallery/, index.sqlite, audit.jsonl)"
