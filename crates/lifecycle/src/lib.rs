@@ -7,12 +7,16 @@
 //! - [`store`]: the S3 connection (standard AWS configuration: `AWS_ENDPOINT_URL`,
 //!   `AWS_ACCESS_KEY_ID`, profiles, with overrides);
 //! - [`archive`]: upload with Content-MD5 per part, read back and compare before the local
-//!   copy may go, resume after a crash; legal hold and release.
+//!   copy may go, resume after a crash;
+//! - [`calls`]: an archived call: find it, fetch its manifests, legal hold, deletion;
+//! - [`index`]: the SQLite search index of signed manifests;
+//! - [`audit`]: the signed, hash-chained audit log.
 //!
 //! See README.md for the guarantees, the threat model and what is not done yet.
 
 pub mod archive;
 pub mod audit;
+pub mod calls;
 pub mod index;
 pub mod policy;
 pub mod recording;

@@ -6,6 +6,7 @@ mod common;
 use common::{Call, keys, recording};
 use lifecycle::LifecycleError;
 use lifecycle::archive::{self, Event, Options};
+use lifecycle::calls;
 use lifecycle::policy::{LockMode, Retention};
 use lifecycle::recording::LocalRecording;
 use lifecycle::store::{Connection, Store};
@@ -117,24 +118,22 @@ fn a_recording_is_archived_verified_locked_held_and_not_deletable() {
         let retention = retention.retention().unwrap();
         assert_eq!(retention.mode().unwrap().as_str(), "COMPLIANCE");
         // The store refuses to delete a version under COMPLIANCE retention.
-        let error = archive::delete_call(&store, &archived.prefix)
+        let error = calls::delete_call(&store, &archived.prefix)
             .await
             .unwrap_err()
             .to_string();
         assert!(error.contains("AccessDenied"), "{error}");
         assert!(error.contains(&archived.objects[0]), "{error}");
         // Legal hold on every object, and off again.
-        let found = archive::find_call(&store, "acme", "call-42").await.unwrap();
+        let found = calls::find_call(&store, "acme", "call-42").await.unwrap();
         assert_eq!(found, archived.prefix);
-        assert!(!archive::legal_hold(&store, &found).await.unwrap());
-        let held = archive::set_legal_hold(&store, &found, true).await.unwrap();
+        assert!(!calls::legal_hold(&store, &found).await.unwrap());
+        let held = calls::set_legal_hold(&store, &found, true).await.unwrap();
         assert_eq!(held.len(), 4);
-        assert!(archive::legal_hold(&store, &found).await.unwrap());
-        archive::set_legal_hold(&store, &found, false)
-            .await
-            .unwrap();
-        assert!(!archive::legal_hold(&store, &found).await.unwrap());
-        let missing = archive::find_call(&store, "acme", "call-43")
+        assert!(calls::legal_hold(&store, &found).await.unwrap());
+        calls::set_legal_hold(&store, &found, false).await.unwrap();
+        assert!(!calls::legal_hold(&store, &found).await.unwrap());
+        let missing = calls::find_call(&store, "acme", "call-43")
             .await
             .unwrap_err();
         assert!(

@@ -10,6 +10,7 @@ use std::path::PathBuf;
 use clap::Args;
 use indicatif::{ProgressBar, ProgressStyle};
 use lifecycle::archive::{self, Event, Options};
+use lifecycle::calls;
 use lifecycle::policy::{Policy, Subject};
 use lifecycle::recording::LocalRecording;
 use lifecycle::store::{Connection, Store};
@@ -266,10 +267,10 @@ pub fn archive(args: ArchiveArgs) -> Result<(), String> {
 pub fn hold(args: CallArgs, on: bool) -> Result<(), String> {
     runtime()?.block_on(async {
         let store = connect(&args.store).await;
-        let prefix = archive::find_call(&store, &args.tenant, &args.call_id)
+        let prefix = calls::find_call(&store, &args.tenant, &args.call_id)
             .await
             .map_err(|e| e.to_string())?;
-        let objects = archive::set_legal_hold(&store, &prefix, on)
+        let objects = calls::set_legal_hold(&store, &prefix, on)
             .await
             .map_err(|e| e.to_string())?;
         if args.store.json {
@@ -294,10 +295,10 @@ pub fn hold(args: CallArgs, on: bool) -> Result<(), String> {
 pub fn delete(args: CallArgs) -> Result<(), String> {
     runtime()?.block_on(async {
         let store = connect(&args.store).await;
-        let prefix = archive::find_call(&store, &args.tenant, &args.call_id)
+        let prefix = calls::find_call(&store, &args.tenant, &args.call_id)
             .await
             .map_err(|e| e.to_string())?;
-        if archive::legal_hold(&store, &prefix)
+        if calls::legal_hold(&store, &prefix)
             .await
             .map_err(|e| e.to_string())?
         {
@@ -306,7 +307,7 @@ pub fn delete(args: CallArgs) -> Result<(), String> {
                 args.call_id
             ));
         }
-        let deleted = archive::delete_call(&store, &prefix).await.map_err(|e| {
+        let deleted = calls::delete_call(&store, &prefix).await.map_err(|e| {
             let text = e.to_string();
             if text.contains("AccessDenied") {
                 format!("{text} (the store refuses: the call's retention has not expired)")
@@ -339,7 +340,7 @@ pub fn fetch_manifests(
             json: false,
         };
         let store = connect(&args).await;
-        archive::fetch_manifests(&store, prefix, scratch)
+        calls::fetch_manifests(&store, prefix, scratch)
             .await
             .map_err(|e| e.to_string())
     })
