@@ -89,7 +89,8 @@ fn unsafe_free_uid() -> String {
         .unwrap_or_else(|| "?".into())
 }
 
-fn now_utc() -> String {
+/// Now, RFC 3339 UTC.
+pub fn now_utc() -> String {
     let now = time::OffsetDateTime::now_utc();
     now.format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()

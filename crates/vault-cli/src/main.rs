@@ -11,10 +11,13 @@
 //!   vcc-vault hold|release|delete --bucket recordings --tenant acme --call-id C
 //!   vcc-vault index --db index.sqlite --hash-key index.key --key vcc.pub recordings/
 //!   vcc-vault search --db index.sqlite --hash-key index.key --agent A --from 2026-12-01
+//!   vcc-vault export call.mp4.age --identity key.txt --key vcc.pub --from 10 --to 70 \
+//!       --redact 20-31.5 --format mp4 -o excerpt.mp4 --signing-key vcc.key
 //!
 //! The object-storage commands ([`archive`]) take the standard AWS configuration.
 
 mod archive;
+mod export;
 mod search;
 
 use std::fs::File;
@@ -126,6 +129,9 @@ enum Command {
     Index(search::IndexArgs),
     /// Search the index by agent, queue, direction, customer reference, call id and time.
     Search(search::SearchArgs),
+    /// Decrypt a recording, cut it to --from/--to, blank --redact spans (black video,
+    /// silence), write MP4, WebM or WAV with a signed export manifest citing the source.
+    Export(export::ExportArgs),
     /// Check the audit log: every line's signature, the sequence, the hash chain and the head.
     AuditVerify {
         /// The audit log.
@@ -170,6 +176,7 @@ fn audited(command: &Command) -> Option<Audited> {
         Command::Delete(args) => Some(("delete", args.describe(), vec![])),
         Command::Index(args) => Some(("index", args.describe(), vec![])),
         Command::Search(args) => Some(("search", args.describe(), vec![])),
+        Command::Export(args) => Some(("export", args.describe(), vec![])),
         _ => None,
     }
 }
@@ -439,6 +446,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Delete(args) => archive::delete(args),
         Command::Index(args) => search::index(args),
         Command::Search(args) => search::search(args),
+        Command::Export(args) => export::export(args),
         Command::Keygen { out_dir } => {
             std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
             let (identity, recipient) = keys::generate_identity();
