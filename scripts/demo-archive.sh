@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The after-the-call part of the demo (scripts/demo.sh runs it): demo/pci-call.mp4.age goes to
 # a real S3 object store (a local Ceph RADOS Gateway from scripts/rgw.sh, stopped on exit)
-# under Object Lock retention, is indexed and searched, put under legal hold, and every step
-# lands in a signed, hash-chained audit log that is then verified.
+# under Object Lock retention, is indexed and searched, put under legal hold, exported with a
+# redaction, and every step lands in a signed, hash-chained audit log that is then verified.
 # Usage: scripts/demo-archive.sh [path/to/vcc-vault]   (default target/release/vcc-vault)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -41,4 +41,8 @@ if "$vault" delete --bucket recordings --tenant demo --call-id demo-pci 2>/dev/n
 fi
 echo "delete refused: the call is under legal hold"
 "$vault" release --bucket recordings --tenant demo --call-id demo-pci
+# An excerpt for a dispute: 0.5-3.5 s with 1.0-1.5 s redacted (black, silent), signed.
+rm -f demo/pci-call-excerpt.mp4 demo/pci-call-excerpt.mp4.*
+"$vault" export demo/pci-call.mp4.age --identity demo/keys/key.txt --key demo/keys/vcc.pub \
+    --from 0.5 --to 3.5 --redact 1-1.5 -o demo/pci-call-excerpt.mp4 --signing-key demo/keys/vcc.key
 "$vault" audit-verify demo/audit.jsonl --key demo/audit-keys/vcc.pub

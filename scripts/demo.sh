@@ -5,9 +5,10 @@
 # verifies and decrypts with the standard tools; records a call with a PCI pause; also renders
 # the PNG gallery of every effect; then archives the call to a real S3 object store (a local
 # Ceph RADOS Gateway, started here and stopped at the end) under Object Lock, indexes and
-# searches it, puts it under legal hold, and checks the audit log of all that.
+# searches it, puts it under legal hold, exports an excerpt with a redaction, and checks the
+# audit log of all that.
 # Output: demo/ (carphone-blur.mp4 and its manifest, pci-call.mp4.age, snapshots, gallery/,
-# index.sqlite, audit.jsonl).
+# index.sqlite, audit.jsonl, pci-call-excerpt.mp4).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"

@@ -181,17 +181,26 @@ async function oneCall(browser, index) {
     events.push([until, 'resume', 'card number done']);
   }
   events.sort((a, b) => a[0] - b[0]);
+  // Its failure is reported with the call's, never as an unhandled rejection that would hide
+  // the first error (the browser is closed once any call fails).
   const sampler = (async () => {
     for (let s = 1; s <= Number(options.seconds); s += 1) {
       await at(s);
       result.samples.push({ t: s, ...(await page.evaluate(sample)) });
     }
   })();
+  sampler.catch(() => {});
   for (const [when, action, reason] of events) {
     await at(when);
     const sent = Date.now();
     const ack = await request('POST', `${location}/${action}`, reason);
-    result.acks.push({ action, at_s: when, status: ack.status, answer_ms: Date.now() - sent, ...JSON.parse(ack.body) });
+    let body;
+    try {
+      body = JSON.parse(ack.body);
+    } catch {
+      throw new Error(`call ${index}: ${action} answered ${ack.status} ${ack.body}`);
+    }
+    result.acks.push({ action, at_s: when, status: ack.status, answer_ms: Date.now() - sent, ...body });
   }
   await sampler;
   const { flashes, received } = await page.evaluate(() => ({ flashes: window.flashes, received: window.received }));
@@ -218,7 +227,14 @@ const browser = await chromium.launch({
 });
 let results;
 try {
-  results = await Promise.all(Array.from({ length: calls }, (_, index) => oneCall(browser, index)));
+  results = await Promise.all(
+    Array.from({ length: calls }, (_, index) =>
+      oneCall(browser, index).catch((error) => {
+        error.message = `call ${index}: ${error.message}`;
+        throw error;
+      }),
+    ),
+  );
 } finally {
   await browser.close();
 }
