@@ -359,8 +359,13 @@ pub async fn serve(listener: TcpListener, router: Router, connections: usize) {
             })
         };
         tokio::spawn(async move {
+            // One request per connection: control requests are rare, a kept-alive idle
+            // connection only holds a slot, and hyper closes it after HEADER_TIMEOUT while a
+            // client may be sending its next request on it (a pause lost as "other side
+            // closed" when ten calls starved the machine).
             let connection = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
+                .keep_alive(false)
                 .header_read_timeout(HEADER_TIMEOUT)
                 .max_buf_size(MAX_HEADERS)
                 .serve_connection(TokioIo::new(stream), service);
