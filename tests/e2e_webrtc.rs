@@ -376,7 +376,11 @@ fn browser_720p_call_ramps_up_and_the_preview_stays_live() {
         "{report}"
     );
     assert_eq!(call["ended"]["finished"], true);
-    assert_streams_end_together(&dir, &call["ended"], 0.25);
+    // Guards against the queued video lost at the end (found: video ended 2.1-3.2 s before
+    // the audio). Not tighter: a jitter buffer starved by the 720p ramp stamps audio back in
+    // time, recordmux then plays those packets after the ones before (no speech dropped), and
+    // the audio can end up to a few hundred ms later (0.30 s seen once).
+    assert_streams_end_together(&dir, &call["ended"], 0.6);
     std::fs::remove_dir_all(dir).unwrap();
 }
 
@@ -454,7 +458,7 @@ fn ten_concurrent_browser_calls_record_separately() {
         recordings.insert(ended["recording"].as_str().unwrap().to_string());
         // Ten browsers starve the agent (video arrives at ~1.5 fps, in bursts): its last frame
         // can come seconds before the call's end (2.3 s seen in CI). What must hold is that
-        // the manifest says so and the file matches it; the single-call tests hold the 0.25 s.
+        // the manifest says so and the file matches it; the 720p test holds 0.6 s.
         assert_streams_end_together(&dir, ended, 5.0);
     }
     println!("{}", serde_json::to_string_pretty(&summary).unwrap());
