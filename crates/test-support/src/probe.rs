@@ -44,24 +44,24 @@ pub fn packet_spans(path: &Path) -> BTreeMap<String, (f64, f64, usize)> {
         .collect()
 }
 
-/// (pts seconds, keyframe) of every video packet.
-pub fn video_packets(path: &Path) -> Vec<(f64, bool)> {
+/// ffprobe's CSV lines of `entries` (e.g. `packet=pts_time,flags`) for the streams `select`ed.
+pub fn ffprobe_csv(path: &Path, select: &str, entries: &str) -> Vec<String> {
     let output = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v",
-            "-show_entries",
-            "packet=pts_time,flags",
-            "-of",
-            "csv=p=0",
-        ])
+        .args(["-v", "error", "-select_streams", select])
+        .args(["-show_entries", entries, "-of", "csv=p=0"])
         .arg(path)
         .output()
         .unwrap();
     String::from_utf8_lossy(&output.stdout)
         .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// (pts seconds, keyframe) of every video packet.
+pub fn video_packets(path: &Path) -> Vec<(f64, bool)> {
+    ffprobe_csv(path, "v", "packet=pts_time,flags")
+        .iter()
         .filter_map(|line| {
             let (pts, flags) = line.split_once(',')?;
             Some((pts.parse().ok()?, flags.starts_with('K')))
@@ -72,22 +72,8 @@ pub fn video_packets(path: &Path) -> Vec<(f64, bool)> {
 /// (pts, dts) in seconds of every packet of the streams `select`ed (`"a"`, `"v"`), in file
 /// order.
 pub fn packet_times(path: &Path, select: &str) -> Vec<(f64, f64)> {
-    let output = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            select,
-            "-show_entries",
-            "packet=pts_time,dts_time",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
+    ffprobe_csv(path, select, "packet=pts_time,dts_time")
+        .iter()
         .filter_map(|line| {
             let (pts, dts) = line.split_once(',')?;
             Some((pts.parse().ok()?, dts.parse().ok()?))

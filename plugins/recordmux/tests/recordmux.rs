@@ -1180,22 +1180,8 @@ fn one_stream_paused_alone_is_masked_while_the_others_record() {
 
 /// (width, height) of every decoded video frame.
 fn frame_sizes(path: &Path) -> Vec<(u32, u32)> {
-    let output = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-select_streams",
-            "v",
-            "-show_entries",
-            "frame=width,height",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
+    test_support::probe::ffprobe_csv(path, "v", "frame=width,height")
+        .iter()
         .filter_map(|line| {
             let mut fields = line.split(',');
             Some((fields.next()?.parse().ok()?, fields.next()?.parse().ok()?))
