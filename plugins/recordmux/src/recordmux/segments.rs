@@ -197,17 +197,36 @@ impl RecordMux {
         muxer
             .sync_state_with_parent()
             .map_err(|err| err.to_string())?;
-        let mut state = self.lock_state();
-        state.next_muxers.push_back(NextMuxer {
-            index,
-            muxer,
-            block: (src, block),
-            streams: tails.iter().map(|(id, _)| *id).collect(),
-        });
-        for (id, next) in tails {
-            if let Some(stream) = state.stream_mut(id) {
-                stream.next.insert(index, next);
+        let mut ended = Vec::new();
+        {
+            let mut state = self.lock_state();
+            state.next_muxers.push_back(NextMuxer {
+                index,
+                muxer,
+                block: (src, block),
+                streams: tails.iter().map(|(id, _)| *id).collect(),
+            });
+            for (id, next) in tails {
+                let Some(stream) = state.stream_mut(id) else {
+                    continue;
+                };
+                // The stream's end may have left the head since the list was taken (and
+                // `end_prepared_tails` found no tail of this segment): it ends here, or the
+                // segment's muxer waits for it forever (the long-call pipeline hung so in CI).
+                if stream.ended_at_head {
+                    ended.push((id, next.entry));
+                } else {
+                    stream.next.insert(index, next);
+                }
             }
+        }
+        for (id, entry) in ended {
+            gst::debug!(
+                CAT,
+                imp = self,
+                "stream {id} ended while segment {index} was prepared"
+            );
+            entry.send_event(gst::event::Eos::new());
         }
         gst::info!(CAT, imp = self, "prepared segment {index}");
         Ok(())
