@@ -1145,8 +1145,22 @@ impl ElementImpl for RecordMux {
                 self.lock_state().live_clock = None;
             }
             gst::StateChange::PausedToReady => {
-                self.lock_state().running = false;
+                let held: Vec<gst::Pad> = {
+                    let mut state = self.lock_state();
+                    state.running = false;
+                    state
+                        .next_muxers
+                        .iter()
+                        .map(|next| next.block.0.clone())
+                        .collect()
+                };
                 self.changed.notify_all();
+                // A prepared segment's muxer can be pushing into its held-back source pad,
+                // holding its own stream lock, which the muxer's stop waits for: stopping the
+                // pipeline mid-rotation hung. Deactivated, the pad lets the push return.
+                for pad in held {
+                    let _ = pad.set_active(false);
+                }
             }
             _ => (),
         }
