@@ -42,6 +42,28 @@ pub enum VaultError {
     SigningKey { path: PathBuf, message: String },
     #[error("signature check of '{path}' failed: {message}")]
     Signature { path: PathBuf, message: String },
+    #[error("key vault '{path}': {message}")]
+    KeyVault { path: PathBuf, message: String },
+    #[error(
+        "'{path}' is encrypted to customer key {key_id}: give the key vault that holds it \
+         (--key-vault)"
+    )]
+    NeedsKeyVault { path: PathBuf, key_id: String },
+    #[error(
+        "key erased: the customer key {key_id} of '{path}' was destroyed on {erased_utc} \
+         (crypto-shredding); the recording can no longer be decrypted by anyone"
+    )]
+    KeyErased {
+        path: PathBuf,
+        key_id: String,
+        erased_utc: String,
+    },
+    #[error("the customer key {key_id} of '{path}' is not in the key vault '{vault}'")]
+    KeyUnknown {
+        path: PathBuf,
+        key_id: String,
+        vault: PathBuf,
+    },
     #[error("write to '{path}' failed: {source}")]
     Write { path: PathBuf, source: io::Error },
 }

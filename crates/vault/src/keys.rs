@@ -111,6 +111,9 @@ pub enum Protection {
     /// scrypt passphrase: for tests and development only (slow by design, and whoever can
     /// write recordings could read them).
     Passphrase(String),
+    /// A customer's own key from the key vault, and only that (crypto-shredding): the header
+    /// names it.
+    Customer(crate::key_vault::CustomerKey),
 }
 
 impl Protection {
@@ -127,6 +130,7 @@ impl Protection {
             Protection::Passphrase(passphrase) => Ok(vec![Box::new(age::scrypt::Recipient::new(
                 SecretString::from(passphrase.clone()),
             ))]),
+            Protection::Customer(key) => Ok(vec![Box::new(key.recipient.clone())]),
         }
     }
 
@@ -137,6 +141,7 @@ impl Protection {
                 recipients.iter().map(Recipient::fingerprint).collect()
             }
             Protection::Passphrase(_) => Vec::new(),
+            Protection::Customer(key) => vec![fingerprint(&key.recipient.to_string())],
         }
     }
 }
@@ -145,6 +150,11 @@ impl Protection {
 pub enum Unlock {
     IdentityFile(PathBuf),
     Passphrase(String),
+    /// A key already opened (a customer's, from the key vault).
+    Key {
+        identity: age::x25519::Identity,
+        description: String,
+    },
 }
 
 impl Unlock {
@@ -179,6 +189,7 @@ impl Unlock {
                 identity.set_max_work_factor(22);
                 Ok(vec![Box::new(identity)])
             }
+            Unlock::Key { identity, .. } => Ok(vec![Box::new(identity.clone())]),
         }
     }
 
@@ -186,6 +197,7 @@ impl Unlock {
         match self {
             Unlock::IdentityFile(path) => path.display().to_string(),
             Unlock::Passphrase(_) => "the passphrase".into(),
+            Unlock::Key { description, .. } => description.clone(),
         }
     }
 }

@@ -14,12 +14,15 @@
 //! - [`keys`]: recipients, identities and signing keys, with errors that never echo key
 //!   material;
 //! - [`sign`]: signatures and what they bind;
-//! - [`durable`]: small files written durably, directory syncs.
+//! - [`durable`]: small files written durably, directory syncs;
+//! - [`key_vault`]: per-customer keys kept encrypted to the organisation, destroyed to erase
+//!   a customer's recordings from write-once archives (crypto-shredding).
 
 pub mod checkpoint;
 pub mod durable;
 pub mod error;
 mod header;
+pub mod key_vault;
 pub mod keys;
 pub mod read;
 pub mod sign;

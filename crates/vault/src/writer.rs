@@ -110,6 +110,15 @@ impl AgeWriter {
                 .map_err(|e| VaultError::BadRecipient(format!("cannot encrypt to it: {e}")))?;
             stanzas.extend(wrapped);
         }
+        if let Protection::Customer(key) = protection {
+            // Names the key (not secret; covered by the header MAC): decryption finds it in
+            // the key vault, or says it was erased.
+            stanzas.push(age_core::format::Stanza {
+                tag: crate::key_vault::KEY_STANZA.into(),
+                args: vec![key.key_id.clone()],
+                body: Vec::new(),
+            });
+        }
         let mut nonce = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
         let mut start = header::write(&file_key, &stanzas);
