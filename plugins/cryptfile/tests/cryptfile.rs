@@ -448,6 +448,48 @@ fn bad_settings_are_clear_errors() {
 }
 
 #[test]
+fn a_key_vault_recording_plays_through_the_vault_until_its_key_is_erased() {
+    let ws = Workspace::new("key-vault");
+    let vault = ws.path("key-vault");
+    let with_vault = format!("key-vault={} customer-reference=CUST-1", vault.display());
+    let location = record(&ws, "customer.mp4.age", 20, &with_vault);
+    // The organisation's identity alone opens nothing: the key is the customer's.
+    let error = play(&ws, &location, "").unwrap_err();
+    assert!(error.contains("key-vault"), "{error}");
+    let opened = format!("key-vault={}", vault.display());
+    assert_eq!(play(&ws, &location, &opened).unwrap(), 20);
+    // A second recording of the customer uses the same key; the vault holds it sealed.
+    record(&ws, "customer-2.mp4.age", 5, &with_vault);
+    let keys: Vec<_> = std::fs::read_dir(vault.join("keys")).unwrap().collect();
+    assert_eq!(keys.len(), 1);
+
+    vault::key_vault::KeyVault::open(&vault)
+        .unwrap()
+        .erase("CUST-1", "2026-12-01T10:00:00Z")
+        .unwrap()
+        .expect("the customer had a key");
+    let error = play(&ws, &location, &opened).unwrap_err();
+    assert!(error.contains("key erased"), "{error}");
+
+    // A vault needs the customer, and excludes a passphrase.
+    let error = run(&format!(
+        "videotestsrc num-buffers=1 ! encryptedfilesink location={} recipients-file={} key-vault={}",
+        ws.path("none.age").display(),
+        ws.key("recipient.txt"),
+        vault.display()
+    ))
+    .unwrap_err();
+    assert!(error.contains("needs customer-reference"), "{error}");
+    let error = run(&format!(
+        "videotestsrc num-buffers=1 ! encryptedfilesink location={} passphrase=x {with_vault}",
+        ws.path("none.age").display()
+    ))
+    .unwrap_err();
+    assert!(error.contains("exclude each other"), "{error}");
+    assert!(!ws.path("none.age").exists());
+}
+
+#[test]
 fn passphrase_round_trip_for_development() {
     let ws = Workspace::new("passphrase");
     let location = ws.path("dev.mp4.age");

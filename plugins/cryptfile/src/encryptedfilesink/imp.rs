@@ -57,6 +57,8 @@ struct Settings {
     recipients: String,
     recipients_file: Option<PathBuf>,
     passphrase: Option<String>,
+    key_vault: Option<PathBuf>,
+    customer_reference: Option<String>,
     signing_key: Option<PathBuf>,
     manifest: Option<PathBuf>,
     call_id: Option<String>,
@@ -72,6 +74,8 @@ impl Default for Settings {
             recipients: String::new(),
             recipients_file: None,
             passphrase: None,
+            key_vault: None,
+            customer_reference: None,
             signing_key: None,
             manifest: None,
             call_id: None,
@@ -237,12 +241,37 @@ impl EncryptedFileSink {
             .location
             .clone()
             .ok_or_else(|| settings_error("no location set".into()))?;
-        let protection = match &settings.passphrase {
-            Some(passphrase) => Protection::Passphrase(passphrase.clone()),
-            None => Protection::Recipients(
-                keys::parse_recipients(&settings.recipients, settings.recipients_file.as_deref())
-                    .map_err(|e| settings_error(e.to_string()))?,
-            ),
+        let protection = match (&settings.passphrase, &settings.key_vault) {
+            (Some(_), Some(_)) => {
+                return Err(settings_error(
+                    "a passphrase and a key vault exclude each other".into(),
+                ));
+            }
+            (Some(passphrase), None) => Protection::Passphrase(passphrase.clone()),
+            (None, vault) => {
+                let recipients = keys::parse_recipients(
+                    &settings.recipients,
+                    settings.recipients_file.as_deref(),
+                )
+                .map_err(|e| settings_error(e.to_string()))?;
+                match vault {
+                    None => Protection::Recipients(recipients),
+                    // The customer's own key, made on their first recording (its secret
+                    // encrypted to the recipients): destroying it erases the recordings.
+                    Some(vault) => {
+                        let reference = settings.customer_reference.as_deref().ok_or_else(|| {
+                            settings_error(
+                                "key-vault needs customer-reference: the recording is encrypted to that customer's key".into(),
+                            )
+                        })?;
+                        let key = vault::key_vault::KeyVault::open_or_create(vault)
+                            .and_then(|vault| vault.key_for(reference, &recipients))
+                            .map_err(|e| settings_error(e.to_string()))?;
+                        gst::info!(CAT, imp = self, "encrypting to customer key {}", key.key_id);
+                        Protection::Customer(key)
+                    }
+                }
+            }
         };
         let signing_key = settings
             .signing_key
@@ -543,6 +572,16 @@ impl ObjectImpl for EncryptedFileSink {
                     .blurb("Encrypt with an scrypt passphrase instead of recipients: for tests and development only")
                     .flags(ready)
                     .build(),
+                glib::ParamSpecString::builder("key-vault")
+                    .nick("Key vault")
+                    .blurb("Directory of per-customer keys (created if missing): the recording is encrypted only to its customer's key (needs customer-reference), whose secret the vault keeps encrypted to the recipients; `vcc-vault erase --customer` destroys it, and with it every copy of the customer's recordings (crypto-shredding)")
+                    .flags(ready)
+                    .build(),
+                glib::ParamSpecString::builder("customer-reference")
+                    .nick("Customer reference")
+                    .blurb("The customer whose key encrypts the recording (with key-vault); the same reference as recordmux's customer-reference")
+                    .flags(ready)
+                    .build(),
                 glib::ParamSpecString::builder("signing-key")
                     .nick("Signing key")
                     .blurb("Unencrypted minisign secret key: at EOS, <location>.minisig (and the manifest's) are written; their trusted comments bind file name, size, SHA-256, call id and recipients")
@@ -595,6 +634,8 @@ impl ObjectImpl for EncryptedFileSink {
             "recipients" => settings.recipients = text().unwrap_or_default(),
             "recipients-file" => settings.recipients_file = text().map(PathBuf::from),
             "passphrase" => settings.passphrase = text(),
+            "key-vault" => settings.key_vault = text().map(PathBuf::from),
+            "customer-reference" => settings.customer_reference = text(),
             "signing-key" => settings.signing_key = text().map(PathBuf::from),
             "manifest" => {
                 settings.manifest = text().map(PathBuf::from);
@@ -624,6 +665,8 @@ impl ObjectImpl for EncryptedFileSink {
             "recipients-file" => path(&settings.recipients_file),
             // Never read secrets back.
             "passphrase" => None::<String>.to_value(),
+            "key-vault" => path(&settings.key_vault),
+            "customer-reference" => settings.customer_reference.to_value(),
             "signing-key" => path(&settings.signing_key),
             "manifest" => path(&settings.manifest),
             "call-id" => settings.call_id.to_value(),

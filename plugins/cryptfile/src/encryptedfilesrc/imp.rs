@@ -31,6 +31,7 @@ struct Settings {
     location: Option<PathBuf>,
     identity: Option<PathBuf>,
     passphrase: Option<String>,
+    key_vault: Option<PathBuf>,
     verify_key: Option<PathBuf>,
 }
 
@@ -84,6 +85,11 @@ impl ObjectImpl for EncryptedFileSrc {
                     .blurb("Passphrase of a recording encrypted with one (tests and development only)")
                     .flags(ready)
                     .build(),
+                glib::ParamSpecString::builder("key-vault")
+                    .nick("Key vault")
+                    .blurb("Key vault of a recording encrypted to its customer's key (encryptedfilesink key-vault): the customer's key is opened with identity; an erased key is an error that says so")
+                    .flags(ready)
+                    .build(),
                 glib::ParamSpecString::builder("verify-key")
                     .nick("Verify key")
                     .blurb("minisign public key: refuse to play unless <location>.minisig is a valid signature by it, bound to this file's name, size and SHA-256")
@@ -106,6 +112,7 @@ impl ObjectImpl for EncryptedFileSrc {
             "location" => settings.location = text().map(PathBuf::from),
             "identity" => settings.identity = text().map(PathBuf::from),
             "passphrase" => settings.passphrase = text(),
+            "key-vault" => settings.key_vault = text().map(PathBuf::from),
             "verify-key" => settings.verify_key = text().map(PathBuf::from),
             other => unreachable!("unknown property {other}"),
         }
@@ -118,6 +125,7 @@ impl ObjectImpl for EncryptedFileSrc {
             "location" => path(&settings.location),
             "identity" => path(&settings.identity),
             "passphrase" => None::<String>.to_value(),
+            "key-vault" => path(&settings.key_vault),
             "verify-key" => path(&settings.verify_key),
             other => unreachable!("unknown property {other}"),
         }
@@ -177,6 +185,9 @@ impl BaseSrcImpl for EncryptedFileSrc {
         };
         let open_error =
             |e: vault::VaultError| gst::error_msg!(gst::ResourceError::OpenRead, ("{e}"));
+        let unlock =
+            vault::key_vault::unlock_recording(&location, unlock, settings.key_vault.as_deref())
+                .map_err(open_error)?;
         let mut file = File::open(&location).map_err(|e| {
             gst::error_msg!(
                 gst::ResourceError::OpenRead,
