@@ -81,10 +81,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         _ => format!("{audio} ! rec.audio_0"),
     };
     let description = format!(
-        "recordmux name=rec pause-mode={} call-id=\"{}\" manifest-location=\"{}\" ! {sink} \
+        "recordmux name=rec pause-mode={} call-id=\"{}\" {} manifest-location=\"{}\" ! {sink} \
          {video} ! backgroundfx effect={} ! rec.video_0 {audio}",
         args.mode,
         args.call_id,
+        args.recording.customer_property(),
         manifest.display(),
         args.effect
     );

@@ -118,6 +118,7 @@ fn hex(buffer: &gst::Buffer) -> String {
 fn description(args: &Args) -> Result<String, String> {
     let manifest = args.recording.manifest().display().to_string();
     let sink = args.recording.sink();
+    let customer = args.recording.customer_property();
     let (audio_caps, audio_depay) = audio_format(&args.audio_codec);
     let host = &args.forward_host;
     // SRTP in: srtpdec asks the application for each new SSRC's key (see main).
@@ -138,7 +139,7 @@ fn description(args: &Args) -> Result<String, String> {
         None => String::new(),
     };
     Ok(format!(
-        "recordmux name=rec call-id=\"{call_id}\" direction=inbound manifest-location=\"{manifest}\" ! {sink} \
+        "recordmux name=rec call-id=\"{call_id}\" {customer} direction=inbound manifest-location=\"{manifest}\" ! {sink} \
          udpsrc name=video_in address={address} port={video_port} \
            caps=\"{protocol},media=video,clock-rate=90000,encoding-name=H264,payload=96\" \
            {decrypt_video} ! rtpjitterbuffer name=video_jitter latency={latency} ! rtph264depay ! h264parse \

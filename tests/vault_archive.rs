@@ -5,54 +5,18 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
+use common::vault_cli::{json_lines, record, vcc_vault, write_audit_keys};
 use common::*;
 use test_support::rgw::Rgw;
-
-/// Runs vcc-vault against `rgw`, auditing into `<dir>/audit.jsonl` (with `<dir>/audit.key`).
-fn vcc_vault(rgw: &Rgw, dir: &Path, args: &[&str]) -> Output {
-    let mut command = Command::new(test_support::paths::built("vcc-vault"));
-    command
-        .args(args)
-        .env("VCC_AUDIT_LOG", dir.join("audit.jsonl"))
-        .env("VCC_AUDIT_KEY", dir.join("audit.key"));
-    for (name, value) in rgw.aws_env() {
-        command.env(name, value);
-    }
-    command.output().unwrap()
-}
-
-fn json_lines(output: &Output) -> Vec<serde_json::Value> {
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{line}: {e}")))
-        .collect()
-}
-
-fn record(dir: &Path, call_id: &str) -> std::path::PathBuf {
-    let output = dir.join(format!("{call_id}.mp4.age"));
-    let status = Command::new(example("record_call"))
-        .args(["--seconds", "3", "--effect", "none", "--call-id", call_id])
-        .args(key_args(dir))
-        .arg("--output")
-        .arg(&output)
-        .stdout(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(status.success());
-    output
-}
 
 #[test]
 fn a_recorded_call_is_archived_held_and_cannot_be_deleted() {
     let rgw = Rgw::start("vault-archive");
     let dir = scratch("vault-archive");
     write_keys(&dir);
-    let (audit_secret, audit_public) = vault::keys::generate_signing_keys().unwrap();
-    std::fs::write(dir.join("audit.key"), audit_secret).unwrap();
-    std::fs::write(dir.join("audit.pub"), audit_public).unwrap();
-    let recording = record(&dir, "call-e2e-1");
+    write_audit_keys(&dir);
+    let recording = record(&dir, "call-e2e-1", &[]);
     let policy = dir.join("policy.toml");
     std::fs::write(
         &policy,
@@ -108,7 +72,7 @@ fn a_recorded_call_is_archived_held_and_cannot_be_deleted() {
         "{text}"
     );
     // A bucket without Object Lock is refused before anything is uploaded.
-    let recording = record(&dir, "call-e2e-2");
+    let recording = record(&dir, "call-e2e-2", &[]);
     let output = vcc_vault(
         &rgw,
         &dir,

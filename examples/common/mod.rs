@@ -14,6 +14,14 @@ pub struct RecordingArgs {
     pub output: PathBuf,
     #[command(flatten)]
     pub protection: Protection,
+    /// The call's customer reference (recordmux customer-reference; with --key-vault, whose
+    /// key the recording is encrypted to).
+    #[arg(long)]
+    pub customer: Option<String>,
+    /// Key vault (with --recipients-file): the recording is encrypted only to the customer's
+    /// own key, kept there encrypted to the recipients; `vcc-vault erase` destroys it.
+    #[arg(long, requires_all = ["recipients_file", "customer"])]
+    pub key_vault: Option<PathBuf>,
 }
 
 impl RecordingArgs {
@@ -21,8 +29,23 @@ impl RecordingArgs {
         manifest_of(&self.output)
     }
 
+    /// recordmux's `customer-reference=...` property, if a customer was given.
+    pub fn customer_property(&self) -> String {
+        self.customer
+            .as_ref()
+            .map(|customer| format!("customer-reference=\"{customer}\""))
+            .unwrap_or_default()
+    }
+
     pub fn sink(&self) -> String {
-        self.protection.sink(&self.output, &self.manifest())
+        let sink = self.protection.sink(&self.output, &self.manifest());
+        match (&self.key_vault, &self.customer) {
+            (Some(vault), Some(customer)) => format!(
+                "{sink} key-vault=\"{}\" customer-reference=\"{customer}\"",
+                vault.display()
+            ),
+            _ => sink,
+        }
     }
 }
 

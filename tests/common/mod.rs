@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use gst::prelude::*;
 
+pub mod vault_cli;
+
 // Each test crate uses some of these.
 #[allow(unused_imports)]
 pub use test_support::paths::{media, scratch, target_dir};

@@ -41,6 +41,36 @@ pub async fn find_call(
     })
 }
 
+/// The calls among `calls` (call id, index location) with an object under legal hold in the
+/// bucket: a location `s3://<bucket>/<prefix>` is that prefix, any other (a local
+/// directory) is looked up under `tenant`; a call not archived holds nothing.
+pub async fn held_calls(
+    store: &Store,
+    tenant: &str,
+    calls: &[(String, String)],
+) -> Result<Vec<String>, LifecycleError> {
+    let in_bucket = format!("s3://{}/", store.bucket);
+    let mut held = Vec::new();
+    for (call_id, location) in calls {
+        let prefix = match location.strip_prefix(&in_bucket) {
+            Some(prefix) => prefix.to_string(),
+            None => match find_call(store, tenant, call_id).await {
+                Ok(prefix) => prefix,
+                Err(LifecycleError::Store { message, .. })
+                    if message.starts_with("no archived call") =>
+                {
+                    continue;
+                }
+                Err(error) => return Err(error),
+            },
+        };
+        if legal_hold(store, &prefix).await? {
+            held.push(call_id.clone());
+        }
+    }
+    Ok(held)
+}
+
 /// Downloads the manifests and their signatures of every call under `prefix` into
 /// directories below `scratch`, one per call: (directory, `s3://bucket/<call prefix>`).
 pub async fn fetch_manifests(

@@ -19,7 +19,7 @@ use lifecycle::store::{Connection, Store};
 pub struct StoreArgs {
     /// The bucket (created with Object Lock: `vcc-vault bucket-create`).
     #[arg(long)]
-    bucket: String,
+    pub bucket: String,
     /// S3 endpoint, e.g. http://127.0.0.1:7480 (default: AWS_ENDPOINT_URL, else AWS).
     #[arg(long)]
     endpoint: Option<String>,
@@ -31,7 +31,7 @@ pub struct StoreArgs {
     profile: Option<String>,
     /// Print JSON lines instead of text and progress bars.
     #[arg(long)]
-    json: bool,
+    pub json: bool,
 }
 
 #[derive(Args)]
@@ -94,14 +94,14 @@ impl CallArgs {
     }
 }
 
-fn runtime() -> Result<tokio::runtime::Runtime, String> {
+pub fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the I/O runtime: {e}"))
 }
 
-async fn connect(args: &StoreArgs) -> Store {
+pub async fn connect(args: &StoreArgs) -> Store {
     let connection = Connection {
         endpoint: args.endpoint.clone(),
         region: args.region.clone(),

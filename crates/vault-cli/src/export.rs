@@ -20,6 +20,9 @@ pub struct ExportArgs {
     /// The age identity that decrypts it.
     #[arg(long)]
     identity: PathBuf,
+    /// The key vault of a recording encrypted to its customer's key.
+    #[arg(long)]
+    key_vault: Option<PathBuf>,
     /// The organisation's minisign public key (the recording's signature is checked first).
     #[arg(long)]
     key: PathBuf,
@@ -222,11 +225,22 @@ pub fn export(args: ExportArgs) -> Result<(), String> {
     } else {
         "qtdemux"
     };
+    // A destroyed customer key is said before anything is built.
+    vault::key_vault::unlock_recording(
+        &args.recording,
+        vault::keys::Unlock::IdentityFile(args.identity.clone()),
+        args.key_vault.as_deref(),
+    )
+    .map_err(|e| format!("{e}; nothing exported"))?;
     let input = format!(
-        "encryptedfilesrc location={} identity={} verify-key={} ! {demuxer} name=demux",
+        "encryptedfilesrc location={} identity={} verify-key={}{} ! {demuxer} name=demux",
         quote(&args.recording),
         quote(&args.identity),
-        quote(&args.key)
+        quote(&args.key),
+        args.key_vault
+            .as_ref()
+            .map(|vault| format!(" key-vault={}", quote(vault)))
+            .unwrap_or_default()
     );
     let mut branches = Vec::new();
     if args.format == "wav" {

@@ -11,12 +11,15 @@
 //!   vcc-vault hold|release|delete --bucket recordings --tenant acme --call-id C
 //!   vcc-vault index --db index.sqlite --hash-key index.key --key vcc.pub recordings/
 //!   vcc-vault search --db index.sqlite --hash-key index.key --agent A --from 2026-12-01
+//!   vcc-vault erase --customer REF --key-vault keys/ --db index.sqlite --hash-key index.key \
+//!       --bucket recordings --tenant acme
 //!   vcc-vault export call.mp4.age --identity key.txt --key vcc.pub --from 10 --to 70 \
 //!       --redact 20-31.5 --format mp4 -o excerpt.mp4 --signing-key vcc.key
 //!
 //! The object-storage commands ([`archive`]) take the standard AWS configuration.
 
 mod archive;
+mod erase;
 mod export;
 mod search;
 
@@ -27,7 +30,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use vault::keys::{self, Unlock};
-use vault::{checkpoint, durable, read, sign};
+use vault::{checkpoint, durable, key_vault, read, sign};
 
 #[derive(Parser)]
 #[command(
@@ -87,6 +90,10 @@ enum Command {
     Decrypt {
         #[arg(long)]
         identity: PathBuf,
+        /// The key vault of recordings encrypted to their customer's key (opened with
+        /// --identity); an erased key is an error that says so.
+        #[arg(long)]
+        key_vault: Option<PathBuf>,
         file: PathBuf,
         #[arg(short, long)]
         output: PathBuf,
@@ -97,6 +104,9 @@ enum Command {
     Recover {
         #[arg(long)]
         identity: PathBuf,
+        /// As for decrypt.
+        #[arg(long)]
+        key_vault: Option<PathBuf>,
         file: PathBuf,
         #[arg(short, long)]
         output: PathBuf,
@@ -129,6 +139,10 @@ enum Command {
     Index(search::IndexArgs),
     /// Search the index by agent, queue, direction, customer reference, call id and time.
     Search(search::SearchArgs),
+    /// Erase a customer's recordings (right to be forgotten): destroy their key in the key
+    /// vault unless one of their calls is under legal hold. The archived objects stay (retention)
+    /// and can no longer be decrypted by anyone.
+    Erase(erase::EraseArgs),
     /// Decrypt a recording, cut it to --from/--to, blank --redact spans (black video,
     /// silence), write MP4, WebM or WAV with a signed export manifest citing the source.
     Export(export::ExportArgs),
@@ -155,6 +169,7 @@ fn audited(command: &Command) -> Option<Audited> {
             file,
             output,
             identity,
+            ..
         } => Some((
             "decrypt",
             path(file),
@@ -177,6 +192,7 @@ fn audited(command: &Command) -> Option<Audited> {
         Command::Index(args) => Some(("index", args.describe(), vec![])),
         Command::Search(args) => Some(("search", args.describe(), vec![])),
         Command::Export(args) => Some(("export", args.describe(), vec![])),
+        Command::Erase(args) => Some(("erase", args.describe(), vec![])),
         _ => None,
     }
 }
@@ -257,7 +273,7 @@ fn verify_partial(
 }
 
 fn recover(
-    identity: &Path,
+    unlock: Unlock,
     file: &Path,
     output: &Path,
     proven_by: Option<&Path>,
@@ -269,7 +285,6 @@ fn recover(
             output.display()
         ));
     }
-    let unlock = Unlock::IdentityFile(identity.to_path_buf());
     let proof = proven_by
         .map(|key| prove(file, key, Some(&unlock)))
         .transpose()?;
@@ -447,6 +462,7 @@ fn run(cli: Cli) -> Result<(), String> {
         Command::Index(args) => search::index(args),
         Command::Search(args) => search::search(args),
         Command::Export(args) => export::export(args),
+        Command::Erase(args) => erase::erase(args),
         Command::Keygen { out_dir } => {
             std::fs::create_dir_all(&out_dir).map_err(|e| e.to_string())?;
             let (identity, recipient) = keys::generate_identity();
@@ -486,25 +502,37 @@ fn run(cli: Cli) -> Result<(), String> {
         }
         Command::Decrypt {
             identity,
+            key_vault,
             file,
             output,
         } => {
-            let bytes =
-                read::decrypt_to(&file, &Unlock::IdentityFile(identity), &output).map_err(|e| {
-                    format!("{e}; nothing written (use `recover` to keep the intact part)")
-                })?;
+            let unlock = key_vault::unlock_recording(
+                &file,
+                Unlock::IdentityFile(identity),
+                key_vault.as_deref(),
+            )
+            .map_err(|e| format!("{e}; nothing written"))?;
+            let bytes = read::decrypt_to(&file, &unlock, &output).map_err(|e| {
+                format!("{e}; nothing written (use `recover` to keep the intact part)")
+            })?;
             eprintln!("decrypted {bytes} bytes to {}", output.display());
             Ok(())
         }
         Command::Recover {
             identity,
+            key_vault,
             file,
             output,
             proven,
             key,
             json,
         } => recover(
-            &identity,
+            key_vault::unlock_recording(
+                &file,
+                Unlock::IdentityFile(identity),
+                key_vault.as_deref(),
+            )
+            .map_err(|e| e.to_string())?,
             &file,
             &output,
             key.as_deref().filter(|_| proven),
