@@ -2,7 +2,8 @@
 # The after-the-call part of the demo (scripts/demo.sh runs it): demo/pci-call.mp4.age goes to
 # a real S3 object store (a local Ceph RADOS Gateway from scripts/rgw.sh, stopped on exit)
 # under Object Lock retention, is indexed and searched, put under legal hold, exported with a
-# redaction, and every step lands in a signed, hash-chained audit log that is then verified.
+# redaction; a second call's customer is erased by crypto-shredding (the objects stay, their key
+# is gone); every step lands in a signed, hash-chained audit log that is then verified.
 # Usage: scripts/demo-archive.sh [path/to/vcc-vault]   (default target/release/vcc-vault)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -30,7 +31,7 @@ mode = "compliance"
 POLICY
 "$vault" bucket-create --bucket recordings
 "$vault" archive --bucket recordings --tenant demo --policy demo/policy.toml \
-    --key demo/keys/vcc.pub demo/pci-call.mp4.age
+    --key demo/keys/vcc.pub demo/pci-call.mp4.age demo/forget-call.mp4.age
 "$vault" index --db demo/index.sqlite --hash-key demo/keys/index.key --key demo/keys/vcc.pub \
     --bucket recordings --prefix demo/
 "$vault" search --db demo/index.sqlite --hash-key demo/keys/index.key --call-id demo-pci
@@ -45,4 +46,17 @@ echo "delete refused: the call is under legal hold"
 rm -f demo/pci-call-excerpt.mp4 demo/pci-call-excerpt.mp4.*
 "$vault" export demo/pci-call.mp4.age --identity demo/keys/key.txt --key demo/keys/vcc.pub \
     --from 0.5 --to 3.5 --redact 1-1.5 -o demo/pci-call-excerpt.mp4 --signing-key demo/keys/vcc.key
+# Right to be forgotten despite retention: the customer's key is destroyed (no legal hold on
+# their calls); the archived objects stay, and nobody can decrypt them any more.
+rm -f demo/forget-call.mp4
+"$vault" decrypt --identity demo/keys/key.txt --key-vault demo/key-vault \
+    demo/forget-call.mp4.age -o demo/forget-call.mp4
+"$vault" erase --customer CUST-DEMO-42 --key-vault demo/key-vault --db demo/index.sqlite \
+    --hash-key demo/keys/index.key --bucket recordings --tenant demo
+rm -f demo/forget-call.mp4
+if "$vault" decrypt --identity demo/keys/key.txt --key-vault demo/key-vault \
+    demo/forget-call.mp4.age -o demo/forget-call.mp4; then
+    echo "an erased customer's recording still decrypts" >&2
+    exit 1
+fi
 "$vault" audit-verify demo/audit.jsonl --key demo/audit-keys/vcc.pub

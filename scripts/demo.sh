@@ -5,8 +5,9 @@
 # verifies and decrypts with the standard tools; records a call with a PCI pause; also renders
 # the PNG gallery of every effect; then archives the call to a real S3 object store (a local
 # Ceph RADOS Gateway, started here and stopped at the end) under Object Lock, indexes and
-# searches it, puts it under legal hold, exports an excerpt with a redaction, and checks the
-# audit log of all that.
+# searches it, puts it under legal hold, exports an excerpt with a redaction, erases a second
+# call's customer by destroying their key (the archived objects stay, undecryptable), and
+# checks the audit log of all that.
 # Output: demo/ (carphone-blur.mp4 and its manifest, pci-call.mp4.age, snapshots, gallery/,
 # index.sqlite, audit.jsonl, pci-call-excerpt.mp4).
 set -euo pipefail
@@ -46,5 +47,12 @@ cargo run -q --release --example record_call -- --input media/carphone.mp4 --aud
     --recipients-file demo/keys/recipient.txt --signing-key demo/keys/vcc.key \
     --output demo/pci-call.mp4.age >/dev/null
 minisign -V -p demo/keys/vcc.pub -m demo/pci-call.mp4.age.json
+# A call of a customer who will ask to be forgotten: encrypted only to that customer's own key,
+# kept in demo/key-vault sealed to the organisation's key (erased by demo-archive.sh).
+rm -rf demo/key-vault demo/forget-call.mp4*
+cargo run -q --release --example record_call -- --input media/carphone.mp4 --audio tone \
+    --seconds 3 --call-id demo-forget --customer CUST-DEMO-42 --key-vault demo/key-vault \
+    --recipients-file demo/keys/recipient.txt --signing-key demo/keys/vcc.key \
+    --output demo/forget-call.mp4.age >/dev/null
 scripts/demo-archive.sh target/release/vcc-vault
-echo "demo written to $root/demo (carphone-blur.mp4.age + .minisig + .json manifest, decrypted carphone-blur.mp4, pci-call.mp4.age with its manifest, snapshots/, gallery/, index.sqlite, audit.jsonl)"
+echo "demo written to $root/demo (carphone-blur.mp4.age + .minisig + .json manifest, decrypted carphone-blur.mp4, pci-call.mp4.age with its manifest, snapshots/, gallery/, index.sqlite, audit.jsonl, forget-call.mp4.age whose customer key was erased)"
