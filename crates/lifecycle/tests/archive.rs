@@ -299,3 +299,40 @@ fn failures_are_named_and_the_local_copy_is_kept() {
     drop(rgw);
     std::fs::remove_dir_all(dir).unwrap();
 }
+
+#[test]
+fn the_store_itself_refuses_to_delete_a_held_object_without_retention() {
+    // A hold alone (no retention: the lock bucket has no default rule) must keep the object:
+    // the store's refusal, not vcc-vault's own check, is what is tested here.
+    let rgw = Rgw::start("hold-only");
+    runtime().block_on(async {
+        use base64::Engine;
+        use md5::{Digest, Md5};
+        let store = Store::connect(&connection(&rgw), "holds").await;
+        store.create_with_object_lock().await.unwrap();
+        let (key, body) = ("acme/2026/12/01/call-7/call-7.mp4.age", b"ciphertext".to_vec());
+        store
+            .client()
+            .put_object()
+            .bucket("holds")
+            .key(key)
+            .content_md5(base64::engine::general_purpose::STANDARD.encode(Md5::digest(&body)))
+            .body(body.into())
+            .send()
+            .await
+            .unwrap();
+        let prefix = calls::find_call(&store, "acme", "call-7").await.unwrap();
+        calls::set_legal_hold(&store, &prefix, true).await.unwrap();
+        let error = calls::delete_call(&store, &prefix)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("AccessDenied"), "{error}");
+        assert!(error.contains(key), "{error}");
+        // Released, nothing keeps it: the same deletion goes through.
+        calls::set_legal_hold(&store, &prefix, false).await.unwrap();
+        let deleted = calls::delete_call(&store, &prefix).await.unwrap();
+        assert_eq!(deleted.len(), 1, "{deleted:?}");
+        assert!(calls::find_call(&store, "acme", "call-7").await.is_err());
+    });
+}
