@@ -59,4 +59,4 @@ if "$vault" decrypt --identity demo/keys/key.txt --key-vault demo/key-vault \
     echo "an erased customer's recording still decrypts" >&2
     exit 1
 fi
-"$vault" audit-verify demo/audit.jsonl --key demo/audit-keys/vcc.pub
+"$vault" audit verify demo/audit.jsonl --key demo/audit-keys/vcc.pub

@@ -145,7 +145,8 @@ fn a_recorded_call_is_archived_held_and_cannot_be_deleted() {
             &rgw,
             &dir,
             &[
-                "audit-verify",
+                "audit",
+                "verify",
                 log.to_str().unwrap(),
                 "--key",
                 audit_public.to_str().unwrap(),

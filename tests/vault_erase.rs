@@ -198,7 +198,8 @@ fn an_erased_customer_cannot_be_decrypted_while_their_archived_calls_stay() {
         &rgw,
         &dir,
         &[
-            "audit-verify",
+            "audit",
+            "verify",
             &path(&dir.join("audit.jsonl")),
             "--key",
             &path(&dir.join("audit.pub")),

@@ -310,7 +310,10 @@ fn the_store_itself_refuses_to_delete_a_held_object_without_retention() {
         use md5::{Digest, Md5};
         let store = Store::connect(&connection(&rgw), "holds").await;
         store.create_with_object_lock().await.unwrap();
-        let (key, body) = ("acme/2026/12/01/call-7/call-7.mp4.age", b"ciphertext".to_vec());
+        let (key, body) = (
+            "acme/2026/12/01/call-7/call-7.mp4.age",
+            b"ciphertext".to_vec(),
+        );
         store
             .client()
             .put_object()

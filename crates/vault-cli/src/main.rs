@@ -41,8 +41,8 @@ struct Cli {
     #[command(subcommand)]
     command: Command,
     /// Append-only, hash-chained, signed audit log: every decrypt, recover, archive, hold,
-    /// release, delete, index and search is written to it before it runs (and refused if it
-    /// cannot be). Deployments set VCC_AUDIT_LOG and VCC_AUDIT_KEY for every operator.
+    /// release, delete, erase, index, search and export is written to it before it runs (and
+    /// refused if it cannot be). Deployments set VCC_AUDIT_LOG and VCC_AUDIT_KEY for every operator.
     #[arg(long, global = true, env = "VCC_AUDIT_LOG", requires = "audit_key")]
     audit_log: Option<PathBuf>,
     /// The minisign secret key that signs audit entries (kept apart from those audited).
@@ -146,8 +146,17 @@ enum Command {
     /// Decrypt a recording, cut it to --from/--to, blank --redact spans (black video,
     /// silence), write MP4, WebM or WAV with a signed export manifest citing the source.
     Export(export::ExportArgs),
+    /// The audit log: `vcc-vault audit verify LOG --key audit.pub`.
+    Audit {
+        #[command(subcommand)]
+        action: AuditAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditAction {
     /// Check the audit log: every line's signature, the sequence, the hash chain and the head.
-    AuditVerify {
+    Verify {
         /// The audit log.
         log: PathBuf,
         /// The public key of the audit signing key.
@@ -434,7 +443,9 @@ fn run(cli: Cli) -> Result<(), String> {
             .map_err(|e| format!("not done, the audit log refused the entry: {e}"))?;
     }
     match cli.command {
-        Command::AuditVerify { log, key, json } => {
+        Command::Audit {
+            action: AuditAction::Verify { log, key, json },
+        } => {
             let result = lifecycle::audit::verify(&log, &key).map_err(|e| e.to_string())?;
             if json {
                 println!("{}", serde_json::to_string(&result).expect("serialises"));
