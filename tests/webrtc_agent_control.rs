@@ -220,6 +220,38 @@ fn control_needs_the_token_the_host_and_the_origin() {
 }
 
 #[test]
+fn a_control_connection_carries_one_request_and_says_so() {
+    // A client that keeps its connection for the next request (as HTTP/1.1 clients do) had
+    // it closed by the server's header timeout while it sent a pause on it: the pause was
+    // lost ("other side closed", ten concurrent calls). The agent answers one request per
+    // connection, says so, and closes at once.
+    let dir = scratch("agent-one-request");
+    let agent = Agent::start(&dir, &[]);
+    let mut stream = agent.connect();
+    write!(
+        stream,
+        "GET /calls HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: Bearer {TOKEN}\r\n\r\n",
+        agent.port
+    )
+    .unwrap();
+    let start = Instant::now();
+    let mut response = Vec::new();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .unwrap();
+    let ended = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response).to_lowercase();
+    assert!(text.starts_with("http/1.1 200"), "{text}");
+    assert!(text.contains("\r\nconnection: close\r\n"), "{text}");
+    assert!(
+        ended.is_ok() && start.elapsed() < Duration::from_secs(2),
+        "the connection stayed open ({ended:?} after {:?})",
+        start.elapsed()
+    );
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
 fn no_client_can_stall_the_control_api() {
     let dir = scratch("agent-stall");
     let agent = Agent::start(&dir, &[]);
