@@ -205,7 +205,9 @@ async function oneCall(browser, index) {
   await sampler;
   const { flashes, received } = await page.evaluate(() => ({ flashes: window.flashes, received: window.received }));
   if (options.flash) result.flash_latency_ms = flashLatencies(flashes, received);
-  result.preview = result.samples.at(-1)?.preview ?? null;
+  // The newest sample that has the preview's stats (Chrome can leave the inbound report out
+  // of one getStats on a starved machine; its counters are cumulative).
+  result.preview = result.samples.findLast((s) => s.preview)?.preview ?? null;
   const ended = await request('DELETE', location);
   result.ended = JSON.parse(ended.body);
   await page.close();
