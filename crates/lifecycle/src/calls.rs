@@ -9,12 +9,27 @@ use aws_sdk_s3::types::{ObjectLockLegalHold, ObjectLockLegalHoldStatus};
 use crate::LifecycleError;
 use crate::store::{Store, store_error};
 
-/// The prefix of call `call_id` of `tenant` in the bucket (`<tenant>/yyyy/mm/dd/<call-id>/`).
+/// The prefix of call `call_id` of `tenant` in the bucket (`<tenant>/yyyy/mm/dd/<call-id>/`);
+/// a call not archived is an error that says so.
 pub async fn find_call(
     store: &Store,
     tenant: &str,
     call_id: &str,
 ) -> Result<String, LifecycleError> {
+    archived_call(store, tenant, call_id)
+        .await?
+        .ok_or_else(|| LifecycleError::Store {
+            what: format!("s3://{}/{tenant}/", store.bucket),
+            message: format!("no archived call {call_id:?}"),
+        })
+}
+
+/// As [`find_call`], `None` for a call not archived.
+pub async fn archived_call(
+    store: &Store,
+    tenant: &str,
+    call_id: &str,
+) -> Result<Option<String>, LifecycleError> {
     let tenant = crate::recording::key_component("tenant", tenant)?;
     let call_id = crate::recording::key_component("call id", call_id)?;
     let mut pages = store
@@ -31,14 +46,11 @@ pub async fn find_call(
             let key = object.key().unwrap_or_default();
             let parts: Vec<&str> = key.split('/').collect();
             if parts.len() == 6 && parts[4] == call_id {
-                return Ok(format!("{}/", parts[..5].join("/")));
+                return Ok(Some(format!("{}/", parts[..5].join("/"))));
             }
         }
     }
-    Err(LifecycleError::Store {
-        what: format!("s3://{}/{tenant}/", store.bucket),
-        message: format!("no archived call {call_id:?}"),
-    })
+    Ok(None)
 }
 
 /// The calls among `calls` (call id, index location) with an object under legal hold in the
@@ -54,14 +66,9 @@ pub async fn held_calls(
     for (call_id, location) in calls {
         let prefix = match location.strip_prefix(&in_bucket) {
             Some(prefix) => prefix.to_string(),
-            None => match find_call(store, tenant, call_id).await {
-                Ok(prefix) => prefix,
-                Err(LifecycleError::Store { message, .. })
-                    if message.starts_with("no archived call") =>
-                {
-                    continue;
-                }
-                Err(error) => return Err(error),
+            None => match archived_call(store, tenant, call_id).await? {
+                Some(prefix) => prefix,
+                None => continue,
             },
         };
         if legal_hold(store, &prefix).await? {
