@@ -5,8 +5,21 @@
 # quirks: crates/lifecycle/README.md); scripts/install-deps.sh installs the packages.
 # Usage: scripts/rgw.sh start|stop     env: CEPH_DIR RGW_PORT MON_PORT
 # The S3 user is testkey/testsecret. Every daemon's PID is in $CEPH_DIR/run/*.pid; stop kills them.
-set -euo pipefail
-D=${CEPH_DIR:-${TMPDIR:-/tmp}/gst-vcc-ceph}; RGW_PORT=${RGW_PORT:-7480}; MON_PORT=${MON_PORT:-46789}
+# CEPH_DIR defaults to RAM (/dev/shm) like the OSD's data: the monitor refuses to start when its
+# file system is nearly full (exit 28, seen in CI after a cold build), whatever the store holds.
+set -Eeuo pipefail
+if [ -n "${CEPH_DIR:-}" ]; then D=$CEPH_DIR
+elif [ -d /dev/shm ] && [ -w /dev/shm ]; then D=/dev/shm/gst-vcc-ceph
+else D=${TMPDIR:-/tmp}/gst-vcc-ceph; fi
+RGW_PORT=${RGW_PORT:-7480}; MON_PORT=${MON_PORT:-46789}
+# A failing step says which it was, with the daemons' last log lines and the free space.
+failed() {
+  local rc=$?; echo "rgw.sh: '$BASH_COMMAND' failed (exit $rc) in $D" >&2
+  if [ "$rc" -eq 28 ]; then echo "rgw.sh: exit 28 is ENOSPC: the file system of $D is (nearly) full" >&2; fi
+  for log in "$D"/log/*.log; do [ -f "$log" ] || continue; echo "--- last lines of $log" >&2
+    tail -n 12 "$log" >&2; done
+  df -h "$D" >&2 2>/dev/null || true; exit "$rc"
+}
 C=$D/ceph.conf; K=$D/keyring
 alive() { [ -n "$(ps -o stat= -p "$1" 2>/dev/null | grep -v Z)" ]; }   # zombies count as dead
 stop() {
@@ -15,6 +28,7 @@ stop() {
     kill -9 "$pid" 2>/dev/null || true; rm -f "$p"; done
 }
 start() {
+  trap failed ERR
   stop; rm -rf "$D"; mkdir -p "$D"/{run,log,mon/a,osd/0,rgw}; fsid=$(uuidgen)
   cat > "$C" <<EOF
 [global]
@@ -33,8 +47,8 @@ mon max pg per osd = 1000
 mon warn on pool no redundancy = false
 mon warn on insecure global id reclaim allowed = false
 mon warn on msgr2 not enabled = false
-mon data avail warn = 2
-mon data avail crit = 1
+mon data avail warn = 1
+mon data avail crit = 0
 paxos propose interval = 0.1
 paxos min wait = 0.01
 run dir = $D/run
@@ -64,7 +78,8 @@ EOF
   ceph-osd -c "$C" -i 0 --mkfs --osd-uuid "$osd_uuid" 2>>"$D/log/osd-mkfs.log"
   ceph-osd -c "$C" -i 0 2>>"$D/log/osd-stderr.log"
   radosgw -c "$C" -n client.rgw.a
-  for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:$RGW_PORT/" && break; sleep 0.2; done
+  up=""; for _ in $(seq 300); do curl -s -o /dev/null "http://127.0.0.1:$RGW_PORT/" && { up=1; break; }; sleep 0.2; done
+  [ -n "$up" ] || { echo "rgw.sh: radosgw did not answer on 127.0.0.1:$RGW_PORT within 60 s" >&2; false; }
   radosgw-admin -c "$C" user create --uid=test --display-name=test \
     --access-key=testkey --secret=testsecret >/dev/null
   echo "S3 endpoint http://127.0.0.1:$RGW_PORT access=testkey secret=testsecret"

@@ -1,9 +1,10 @@
 //! A real S3 object store for tests: a single-node Ceph RADOS Gateway started by
 //! `scripts/rgw.sh` (Debian's packages, installed by `scripts/install-deps.sh`), on free
 //! ports, in its own directory, stopped (every daemon, by PID) when dropped, also when the
-//! test fails.
+//! test fails. Its directory is in RAM (`/dev/shm`) where there is one, like the OSD's data:
+//! Ceph's monitor refuses to start on a nearly full disk (seen in CI after a cold build).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::paths::{scratch, workspace};
@@ -20,7 +21,7 @@ pub struct Rgw {
 impl Rgw {
     /// Starts one; panics with the script's output if it cannot.
     pub fn start(name: &str) -> Rgw {
-        let dir = scratch(&format!("rgw-{name}"));
+        let dir = ram_scratch(&format!("rgw-{name}"));
         let port = free_tcp_port();
         let rgw = Rgw {
             dir: dir.clone(),
@@ -57,6 +58,16 @@ impl Rgw {
             ("AWS_SECRET_ACCESS_KEY", self.secret_key.to_string()),
             ("AWS_REGION", "us-east-1".to_string()),
         ]
+    }
+}
+
+/// An empty directory in `/dev/shm`, or [`scratch`] where that cannot be made.
+fn ram_scratch(name: &str) -> PathBuf {
+    let dir = Path::new("/dev/shm").join(format!("gst-vcc-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    match std::fs::create_dir_all(&dir) {
+        Ok(()) => dir,
+        Err(_) => scratch(name),
     }
 }
 
