@@ -4,15 +4,18 @@
 //!
 //! A blur this strong (sigma ~1/20 of the frame height) does not need the full resolution:
 //! each plane is area-downscaled to a work size where sigma is ~3 pixels, blurred there
-//! with three box passes, and bilinearly upscaled back to a full-size background plane
-//! (`fast_image_resize` for both resizes). The cost hardly depends on the frame size.
+//! with three box passes, and bilinearly upscaled back: horizontally here, to the plane's
+//! width at the work height (`fast_image_resize` for both resizes), vertically by the
+//! composite on the fly, only where the background shows. The cost hardly depends on the
+//! frame size, and no full-size background is ever written.
 
 use fast_image_resize as fir;
 
 use crate::boxfilter::{BoxScratch, box_mean};
+use crate::composite::{PlaneBackground, RowLerp, lerp};
 use crate::layout::{FrameMut, PixelLayout, plane_size};
-use crate::plane::{self, OwnedPlane, Plane};
-use crate::resample::MapResizer;
+use crate::plane::{self, OwnedPlane};
+use crate::resample::{LinearTable, MapResizer};
 
 /// Background weight never reaches zero, so a pixel deep inside the person still gets a
 /// defined (plain) blur; near an edge background pixels outweigh person pixels ~500:1.
@@ -31,8 +34,10 @@ struct BlurredPlane {
     work: OwnedPlane,
     /// `channels + 1` values per work pixel: premultiplied colour and the weight.
     weighted: Vec<f32>,
-    /// The result at the plane's full size.
-    background: OwnedPlane,
+    /// The result at the plane's width and the work height.
+    columns: OwnedPlane,
+    /// For each row of the plane, the two rows of `columns` it is interpolated between.
+    rows: Vec<RowLerp>,
 }
 
 /// Per-stream blur buffers for one frame geometry and blur strength.
@@ -70,7 +75,8 @@ impl BlurredBackground {
                 BlurredPlane {
                     work: OwnedPlane::new(work_width, work_height, channels),
                     weighted: vec![0.0; work_width * work_height * (channels + 1)],
-                    background: OwnedPlane::new(pw, ph, channels),
+                    columns: OwnedPlane::new(pw, work_height, channels),
+                    rows: row_lerps(work_height, ph),
                 }
             })
             .collect();
@@ -134,16 +140,51 @@ impl BlurredBackground {
             plane::resize(
                 resizer,
                 blurred.work.as_plane(),
-                &mut blurred.background.as_plane_mut(),
+                &mut blurred.columns.as_plane_mut(),
                 plane::BILINEAR,
             );
         }
     }
 
-    /// The blurred background of plane `index` at the plane's full size.
-    pub fn plane(&self, index: usize) -> Plane<'_> {
-        self.planes[index].background.as_plane()
+    /// The blurred background of plane `index`, for the composite.
+    pub fn background(&self, index: usize) -> PlaneBackground<'_> {
+        let plane = &self.planes[index];
+        PlaneBackground::Lerp {
+            rows: plane.columns.as_plane(),
+            table: &plane.rows,
+        }
     }
+
+    /// The blurred background of plane `index` written out at the plane's full size (what
+    /// the composite shows; for tests).
+    pub fn full_plane(&self, index: usize) -> OwnedPlane {
+        let plane = &self.planes[index];
+        let columns = plane.columns.as_plane();
+        let mut out = OwnedPlane::new(columns.width, plane.rows.len(), columns.channels);
+        for (row, lerp_row) in out.as_plane_mut().rows_mut().zip(&plane.rows) {
+            let (top, bottom) = (
+                columns.row(lerp_row.top as usize),
+                columns.row(lerp_row.bottom as usize),
+            );
+            for ((o, &t), &b) in row.iter_mut().zip(top).zip(bottom) {
+                *o = lerp(t, b, lerp_row.weight);
+            }
+        }
+        out
+    }
+}
+
+/// Bilinear rows (half-pixel centres, as `fast_image_resize`'s) from `source` to `target`
+/// rows, with 8-bit weights.
+fn row_lerps(source: usize, target: usize) -> Vec<RowLerp> {
+    let table = LinearTable::new(source, target);
+    (0..target)
+        .map(|t| RowLerp {
+            top: table.index[t],
+            bottom: table.next[t],
+            weight: (table.weight[t] * 256.0).round() as u16,
+        })
+        .collect()
 }
 
 /// The work-size geometry and weights every plane of a frame is blurred with.
@@ -210,9 +251,7 @@ mod tests {
             strides: [w, w / 2, w / 2],
         };
         blur.render(&mut fir::Resizer::new(), &frame, Some(person));
-        let mut out = OwnedPlane::new(w, h, 1);
-        out.data.copy_from_slice(blur.plane(0).data);
-        out
+        blur.full_plane(0)
     }
 
     #[test]
@@ -253,6 +292,44 @@ mod tests {
             centre.abs_diff(100) <= 8,
             "8px checkerboard averages out: {centre}"
         );
+    }
+
+    #[test]
+    fn rows_interpolated_on_the_fly_match_a_full_bilinear_upscale() {
+        // What the composite shows against what a full-size bilinear upscale of the blurred
+        // work plane (the former background plane) gives.
+        let (w, h) = (640, 360);
+        let mut data: Vec<u8> = (0..w * h)
+            .map(|i| ((i % w) * 255 / w) as u8 ^ (((i / w) / 24 % 2) * 90) as u8)
+            .collect();
+        let (mut u, mut v) = (vec![128u8; w * h / 4], vec![128u8; w * h / 4]);
+        let frame = FrameMut {
+            layout: PixelLayout::I420,
+            width: w,
+            height: h,
+            planes: [&mut data, &mut u, &mut v],
+            strides: [w, w / 2, w / 2],
+        };
+        let model = (256, 144);
+        let mut blur = BlurredBackground::new(PixelLayout::I420, w, h, model, 50);
+        let mut resizer = fir::Resizer::new();
+        blur.render(&mut resizer, &frame, Some(&vec![0.0; model.0 * model.1]));
+        let shown = blur.full_plane(0);
+        let mut full = OwnedPlane::new(w, h, 1);
+        plane::resize(
+            &mut resizer,
+            blur.planes[0].work.as_plane(),
+            &mut full.as_plane_mut(),
+            plane::BILINEAR,
+        );
+        let worst = shown
+            .data
+            .iter()
+            .zip(&full.data)
+            .map(|(a, b)| a.abs_diff(*b))
+            .max()
+            .unwrap();
+        assert!(worst <= 2, "differs by up to {worst}");
     }
 
     #[test]

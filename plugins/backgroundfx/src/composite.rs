@@ -1,9 +1,11 @@
 //! The in-place composite: `out = frame * alpha + background * (1 - alpha)` per plane,
-//! where the background is a prepared plane of the same size (blurred frame, picture, or
-//! a row of solid colour).
+//! where the background is a prepared plane of the same size (picture), a row of solid
+//! colour, or rows interpolated on the fly between two rows of a low-height plane (the
+//! blurred background: its vertical upscale is never written out, and chunks that are all
+//! person never compute it).
 //!
 //! The kernel works on chunks of 16 pixels: a chunk that is all person is skipped, all
-//! background is copied, anything else is blended with fixed-size u16 arithmetic that the
+//! background is filled, anything else is blended with fixed-size u16 arithmetic that the
 //! compiler turns into SIMD (no per-pixel branch or table). `blend_row_reference` is the
 //! plain definition the kernel is tested against.
 
@@ -21,8 +23,54 @@ pub enum PlaneBackground<'a> {
     Image(Plane<'a>),
     /// One row repeated for every row (solid colour).
     Row(&'a [u8]),
+    /// Row `y` is `rows[table[y]]`: a blend of two rows of a low-height plane of the
+    /// frame plane's width.
+    Lerp {
+        rows: Plane<'a>,
+        table: &'a [RowLerp],
+    },
     /// No replacement (only the alpha channel is written).
     Keep,
+}
+
+/// A full-resolution row as a blend of two low-resolution rows: `top + (bottom - top) *
+/// weight / 256`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowLerp {
+    pub top: u32,
+    pub bottom: u32,
+    /// 0..=256.
+    pub weight: u16,
+}
+
+/// `(top * (256 - weight) + bottom * weight) / 256`, rounded; exact at both ends.
+#[inline(always)]
+pub fn lerp(top: u8, bottom: u8, weight: u16) -> u8 {
+    ((top as u16 * (256 - weight) + bottom as u16 * weight + 128) >> 8) as u8
+}
+
+/// Where a row's background bytes come from.
+#[derive(Clone, Copy)]
+enum RowBackground<'a> {
+    Bytes(&'a [u8]),
+    Lerp(&'a [u8], &'a [u8], u16),
+}
+
+impl RowBackground<'_> {
+    /// Writes the background bytes `offset..offset + out.len()` of the row into `out`.
+    #[inline(always)]
+    fn fill(&self, offset: usize, out: &mut [u8]) {
+        match *self {
+            RowBackground::Bytes(bytes) => out.copy_from_slice(&bytes[offset..offset + out.len()]),
+            RowBackground::Lerp(top, bottom, weight) => {
+                let top = &top[offset..offset + out.len()];
+                let bottom = &bottom[offset..offset + out.len()];
+                for ((o, &t), &b) in out.iter_mut().zip(top).zip(bottom) {
+                    *o = lerp(t, b, weight);
+                }
+            }
+        }
+    }
 }
 
 /// `source * alpha + background * (255 - alpha)` over 255, rounded; exact at both ends.
@@ -44,29 +92,57 @@ fn blend_chunk<const CHANNELS: usize>(pixels: &mut [u8], alpha: &[u8; CHUNK], ba
 
 /// One row: `row` and `background` hold `alpha.len()` pixels of `CHANNELS` bytes.
 pub fn blend_row<const CHANNELS: usize>(row: &mut [u8], alpha: &[u8], background: &[u8]) {
+    blend_row_from::<CHANNELS>(row, alpha, RowBackground::Bytes(background));
+}
+
+/// One row whose background is `lerp(top, bottom, weight)`, computed only where shown.
+pub fn blend_row_lerp<const CHANNELS: usize>(
+    row: &mut [u8],
+    alpha: &[u8],
+    top: &[u8],
+    bottom: &[u8],
+    weight: u16,
+) {
+    blend_row_from::<CHANNELS>(row, alpha, RowBackground::Lerp(top, bottom, weight));
+}
+
+#[inline(always)]
+fn blend_row_from<const CHANNELS: usize>(row: &mut [u8], alpha: &[u8], background: RowBackground) {
     let width = alpha.len();
     let full = width / CHUNK * CHUNK;
-    for ((pixels, alpha), background) in row[..full * CHANNELS]
+    let mut shown = [0u8; 64];
+    let shown = &mut shown[..CHUNK * CHANNELS];
+    for (chunk, (pixels, alpha)) in row[..full * CHANNELS]
         .chunks_exact_mut(CHUNK * CHANNELS)
         .zip(alpha[..full].chunks_exact(CHUNK))
-        .zip(background[..full * CHANNELS].chunks_exact(CHUNK * CHANNELS))
+        .enumerate()
     {
         let alpha: &[u8; CHUNK] = alpha.try_into().expect("chunk of CHUNK");
         let packed = u128::from_ne_bytes(*alpha);
         if packed == u128::MAX {
             continue;
         }
+        let offset = chunk * CHUNK * CHANNELS;
         if packed == 0 {
-            pixels.copy_from_slice(background);
+            background.fill(offset, pixels);
             continue;
         }
-        blend_chunk::<CHANNELS>(pixels, alpha, background);
+        match background {
+            RowBackground::Bytes(bytes) => blend_chunk::<CHANNELS>(pixels, alpha, &bytes[offset..]),
+            RowBackground::Lerp(..) => {
+                background.fill(offset, shown);
+                blend_chunk::<CHANNELS>(pixels, alpha, shown);
+            }
+        }
     }
-    let tail = row[full * CHANNELS..width * CHANNELS]
+    let tail = &mut row[full * CHANNELS..width * CHANNELS];
+    let shown = &mut shown[..tail.len()];
+    background.fill(full * CHANNELS, shown);
+    for ((pixel, background), &a) in tail
         .chunks_exact_mut(CHANNELS)
-        .zip(background[full * CHANNELS..].chunks_exact(CHANNELS))
-        .zip(&alpha[full..]);
-    for ((pixel, background), &a) in tail {
+        .zip(shown.chunks_exact(CHANNELS))
+        .zip(&alpha[full..])
+    {
         for (p, &b) in pixel.iter_mut().zip(background) {
             *p = mix(*p, b, a);
         }
@@ -116,15 +192,27 @@ pub fn composite_plane(
                     subsampled
                 };
                 let background_row = match background {
-                    PlaneBackground::Image(image) => Some(image.row(y)),
-                    PlaneBackground::Row(row) => Some(row),
+                    PlaneBackground::Image(image) => Some(RowBackground::Bytes(image.row(y))),
+                    PlaneBackground::Row(row) => Some(RowBackground::Bytes(row)),
+                    PlaneBackground::Lerp { rows, table } => {
+                        let RowLerp {
+                            top,
+                            bottom,
+                            weight,
+                        } = table[y];
+                        Some(RowBackground::Lerp(
+                            rows.row(top as usize),
+                            rows.row(bottom as usize),
+                            weight,
+                        ))
+                    }
                     PlaneBackground::Keep => None,
                 };
                 if let Some(background_row) = background_row {
                     match channels {
-                        4 => blend_row::<4>(row, alpha_row, background_row),
-                        2 => blend_row::<2>(row, alpha_row, background_row),
-                        _ => blend_row::<1>(row, alpha_row, background_row),
+                        4 => blend_row_from::<4>(row, alpha_row, background_row),
+                        2 => blend_row_from::<2>(row, alpha_row, background_row),
+                        _ => blend_row_from::<1>(row, alpha_row, background_row),
                     }
                 }
                 if let Some(alpha_index) = alpha_byte {
@@ -182,6 +270,40 @@ mod tests {
                     "channels {channels} byte {i}: {a} vs {b}"
                 );
             }
+            // The same background as a blend of two rows, computed on the fly.
+            let bottom: Vec<u8> = (0..width * channels).map(|i| (i * 7 % 256) as u8).collect();
+            for weight in [0u16, 1, 77, 128, 255, 256] {
+                let lerped: Vec<u8> = background
+                    .iter()
+                    .zip(&bottom)
+                    .map(|(&t, &b)| {
+                        let exact = t as f32 + (b as f32 - t as f32) * weight as f32 / 256.0;
+                        exact.round() as u8
+                    })
+                    .collect();
+                let mut fast = frame.clone();
+                match channels {
+                    4 => blend_row_lerp::<4>(&mut fast, &alpha, &background, &bottom, weight),
+                    2 => blend_row_lerp::<2>(&mut fast, &alpha, &background, &bottom, weight),
+                    _ => blend_row_lerp::<1>(&mut fast, &alpha, &background, &bottom, weight),
+                }
+                let mut slow = frame.clone();
+                blend_row_reference(&mut slow, channels, &alpha, &lerped);
+                for (i, (a, b)) in fast.iter().zip(&slow).enumerate() {
+                    assert!(
+                        a.abs_diff(*b) <= 1,
+                        "lerp {weight}, channels {channels} byte {i}: {a} vs {b}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn lerp_hits_both_rows_exactly() {
+        for (top, bottom) in [(0u8, 255u8), (255, 0), (17, 200)] {
+            assert_eq!(lerp(top, bottom, 0), top);
+            assert_eq!(lerp(top, bottom, 256), bottom);
         }
     }
 }

@@ -429,7 +429,7 @@ impl Processor {
                     None => solid(),
                 },
                 Effect::Blur => match &self.blur {
-                    Some(blur) => PlaneBackground::Image(blur.plane(index)),
+                    Some(blur) => blur.background(index),
                     None => PlaneBackground::Keep,
                 },
             };
