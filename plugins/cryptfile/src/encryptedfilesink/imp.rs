@@ -16,8 +16,12 @@
 //! `vcc-vault recover --proven` cuts exactly there. A finished file's own signature replaces
 //! its sidecar, which is then removed.
 //!
-//! Locks, in the order they may be taken: `settings`, then `state`. `checkpointer` (the
-//! thread's handle) is taken with no other lock held; the thread itself only takes `state`.
+//! Locks, in the order they may be taken: `settings`, then `state`, then `reporting`.
+//! `checkpointer` (the thread's handle) is taken with no other lock held. The thread takes
+//! `state`, and when a checkpoint fails, `reporting` before it releases `state`; it holds
+//! `reporting` (alone) while it posts the error, and a streaming thread that finds the
+//! recording failed takes `reporting` (with no other lock) before it returns an error flow,
+//! so the element's error is on the bus before the muxer's "could not multiplex".
 
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -195,6 +199,8 @@ pub struct EncryptedFileSink {
     settings: Mutex<Settings>,
     state: Arc<Mutex<State>>,
     checkpointer: Mutex<Option<Checkpointer>>,
+    /// Held by the checkpoint thread while it posts the error of a failed checkpoint.
+    reporting: Arc<Mutex<()>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -481,6 +487,7 @@ impl EncryptedFileSink {
     fn start_checkpointer(&self, interval: Duration, sign_interval: Option<Duration>) {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
         let state = self.state.clone();
+        let reporting = self.reporting.clone();
         let element = self.obj().downgrade();
         let thread_stop = stop.clone();
         let thread = std::thread::Builder::new()
@@ -496,7 +503,7 @@ impl EncryptedFileSink {
                     if *stopped_guard {
                         return;
                     }
-                    let failure = {
+                    let (failure, _reporting) = {
                         let mut state = lock(&state);
                         match &mut *state {
                             State::Recording(recording)
@@ -507,11 +514,15 @@ impl EncryptedFileSink {
                                         .last_signed
                                         .is_none_or(|last| last.elapsed() + interval / 2 >= every)
                                 });
-                                recording.checkpoint(sign).err().inspect(|_| {
-                                    recording.failed = true;
-                                })
+                                match recording.checkpoint(sign) {
+                                    Ok(()) => (None, None),
+                                    Err(message) => {
+                                        recording.failed = true;
+                                        (Some(message), Some(lock(&reporting)))
+                                    }
+                                }
                             }
-                            _ => None,
+                            _ => (None, None),
                         }
                     };
                     if let (Some(message), Some(element)) = (failure, element.upgrade()) {
@@ -766,6 +777,9 @@ impl BaseSinkImpl for EncryptedFileSink {
             return Err(gst::FlowError::Error);
         };
         if recording.failed {
+            drop(state);
+            // A failed checkpoint's error may still be on its way to the bus.
+            drop(lock(&self.reporting));
             return Err(gst::FlowError::Error);
         }
         let map = buffer.map_readable().map_err(|_| {
@@ -813,6 +827,7 @@ impl BaseSinkImpl for EncryptedFileSink {
             let state = std::mem::replace(&mut *lock(&self.state), State::Finished);
             if let State::Recording(recording) = state {
                 if recording.failed {
+                    drop(lock(&self.reporting));
                     return false;
                 }
                 let manifest = lock(&self.settings).manifest.clone();
