@@ -23,8 +23,8 @@ pub enum PlaneBackground<'a> {
     Image(Plane<'a>),
     /// One row repeated for every row (solid colour).
     Row(&'a [u8]),
-    /// Row `y` is `rows[table[y]]`: a blend of two rows of a low-height plane of the
-    /// frame plane's width.
+    /// Row `y` blends rows `table[y].top` and `table[y].bottom` of `rows`, a low-height
+    /// plane of the frame plane's width.
     Lerp {
         rows: Plane<'a>,
         table: &'a [RowLerp],
@@ -110,7 +110,8 @@ pub fn blend_row_lerp<const CHANNELS: usize>(
 fn blend_row_from<const CHANNELS: usize>(row: &mut [u8], alpha: &[u8], background: RowBackground) {
     let width = alpha.len();
     let full = width / CHUNK * CHUNK;
-    let mut shown = [0u8; 64];
+    // The background of one chunk, when it is computed (4 bytes: the widest pixel).
+    let mut shown = [0u8; CHUNK * 4];
     let shown = &mut shown[..CHUNK * CHANNELS];
     for (chunk, (pixels, alpha)) in row[..full * CHANNELS]
         .chunks_exact_mut(CHUNK * CHANNELS)
