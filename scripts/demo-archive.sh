@@ -9,7 +9,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 vault=${1:-target/release/vcc-vault}
-export CEPH_DIR="$root/demo/ceph" RGW_PORT=${RGW_PORT:-7480} MON_PORT=${MON_PORT:-46789}
+# Ceph in RAM (scripts/rgw.sh default: /dev/shm), as in the tests.
+export RGW_PORT=${RGW_PORT:-7480} MON_PORT=${MON_PORT:-46789}
 scripts/rgw.sh start
 trap 'scripts/rgw.sh stop' EXIT
 # The standard AWS configuration, as for any AWS tool.

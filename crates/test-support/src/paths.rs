@@ -41,8 +41,13 @@ pub fn built(relative: &str) -> PathBuf {
 
 /// An empty directory for one test, unique to this process.
 pub fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("gst-vcc-{name}-{}", std::process::id()));
+    scratch_in(&std::env::temp_dir(), name).unwrap()
+}
+
+/// An empty directory for one test under `base`, unique to this process.
+pub fn scratch_in(base: &Path, name: &str) -> std::io::Result<PathBuf> {
+    let dir = base.join(format!("gst-vcc-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
 }

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::paths::{scratch, workspace};
+use crate::paths::{scratch, scratch_in, workspace};
 use crate::process::free_tcp_port;
 
 pub struct Rgw {
@@ -21,7 +21,8 @@ pub struct Rgw {
 impl Rgw {
     /// Starts one; panics with the script's output if it cannot.
     pub fn start(name: &str) -> Rgw {
-        let dir = ram_scratch(&format!("rgw-{name}"));
+        let name = format!("rgw-{name}");
+        let dir = scratch_in(Path::new("/dev/shm"), &name).unwrap_or_else(|_| scratch(&name));
         let port = free_tcp_port();
         let rgw = Rgw {
             dir: dir.clone(),
@@ -58,16 +59,6 @@ impl Rgw {
             ("AWS_SECRET_ACCESS_KEY", self.secret_key.to_string()),
             ("AWS_REGION", "us-east-1".to_string()),
         ]
-    }
-}
-
-/// An empty directory in `/dev/shm`, or [`scratch`] where that cannot be made.
-fn ram_scratch(name: &str) -> PathBuf {
-    let dir = Path::new("/dev/shm").join(format!("gst-vcc-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    match std::fs::create_dir_all(&dir) {
-        Ok(()) => dir,
-        Err(_) => scratch(name),
     }
 }
 
