@@ -12,9 +12,9 @@
 use fast_image_resize as fir;
 
 use crate::boxfilter::{BoxScratch, box_mean};
-use crate::composite::{PlaneBackground, RowLerp, lerp};
+use crate::composite::{PlaneBackground, RowLerp, composite_plane};
 use crate::layout::{FrameMut, PixelLayout, plane_size};
-use crate::plane::{self, OwnedPlane};
+use crate::plane::{self, OwnedPlane, Plane};
 use crate::resample::{LinearTable, MapResizer};
 
 /// Background weight never reaches zero, so a pixel deep inside the person still gets a
@@ -155,21 +155,20 @@ impl BlurredBackground {
         }
     }
 
-    /// The blurred background of plane `index` written out at the plane's full size (what
-    /// the composite shows; for tests).
+    /// The blurred background of plane `index` at the plane's full size, as the composite
+    /// shows it where the alpha is 0 (for tests).
     pub fn full_plane(&self, index: usize) -> OwnedPlane {
         let plane = &self.planes[index];
-        let columns = plane.columns.as_plane();
-        let mut out = OwnedPlane::new(columns.width, plane.rows.len(), columns.channels);
-        for (row, lerp_row) in out.as_plane_mut().rows_mut().zip(&plane.rows) {
-            let (top, bottom) = (
-                columns.row(lerp_row.top as usize),
-                columns.row(lerp_row.bottom as usize),
-            );
-            for ((o, &t), &b) in row.iter_mut().zip(top).zip(bottom) {
-                *o = lerp(t, b, lerp_row.weight);
-            }
-        }
+        let (width, height) = (plane.columns.width, plane.rows.len());
+        let mut out = OwnedPlane::new(width, height, plane.columns.channels);
+        let transparent = vec![0u8; width * height];
+        composite_plane(
+            &mut out.as_plane_mut(),
+            1,
+            Plane::packed(&transparent, width, height, 1),
+            self.background(index),
+            None,
+        );
         out
     }
 }
