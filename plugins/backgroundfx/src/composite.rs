@@ -239,6 +239,12 @@ mod tests {
         }
     }
 
+    fn assert_within_one(fast: &[u8], slow: &[u8], what: &str) {
+        for (i, (a, b)) in fast.iter().zip(slow).enumerate() {
+            assert!(a.abs_diff(*b) <= 1, "{what} byte {i}: {a} vs {b}");
+        }
+    }
+
     #[test]
     fn blend_row_matches_the_reference() {
         // Chunks all person, all background, mixed, and a tail shorter than a chunk.
@@ -265,12 +271,7 @@ mod tests {
             }
             let mut slow = frame.clone();
             blend_row_reference(&mut slow, channels, &alpha, &background);
-            for (i, (a, b)) in fast.iter().zip(&slow).enumerate() {
-                assert!(
-                    a.abs_diff(*b) <= 1,
-                    "channels {channels} byte {i}: {a} vs {b}"
-                );
-            }
+            assert_within_one(&fast, &slow, &format!("channels {channels}"));
             // The same background as a blend of two rows, computed on the fly.
             let bottom: Vec<u8> = (0..width * channels).map(|i| (i * 7 % 256) as u8).collect();
             for weight in [0u16, 1, 77, 128, 255, 256] {
@@ -290,12 +291,7 @@ mod tests {
                 }
                 let mut slow = frame.clone();
                 blend_row_reference(&mut slow, channels, &alpha, &lerped);
-                for (i, (a, b)) in fast.iter().zip(&slow).enumerate() {
-                    assert!(
-                        a.abs_diff(*b) <= 1,
-                        "lerp {weight}, channels {channels} byte {i}: {a} vs {b}"
-                    );
-                }
+                assert_within_one(&fast, &slow, &format!("lerp {weight}, channels {channels}"));
             }
         }
     }
