@@ -23,9 +23,17 @@ impl Rgw {
     pub fn start(name: &str) -> Rgw {
         let name = format!("rgw-{name}");
         let dir = scratch_in(Path::new("/dev/shm"), &name).unwrap_or_else(|_| scratch(&name));
+        Rgw::start_in(dir).unwrap_or_else(|output| {
+            panic!("scripts/rgw.sh start failed (scripts/install-deps.sh installs Ceph):\n{output}")
+        })
+    }
+
+    /// Starts one with its files in `dir` (removed when it is dropped); the error is the
+    /// script's output. Whatever it started is stopped by PID also when it fails.
+    pub fn start_in(dir: PathBuf) -> Result<Rgw, String> {
         let port = free_tcp_port();
         let rgw = Rgw {
-            dir: dir.clone(),
+            dir,
             endpoint: format!("http://127.0.0.1:{port}"),
             access_key: "testkey",
             secret_key: "testsecret",
@@ -36,13 +44,14 @@ impl Rgw {
             .env("MON_PORT", free_tcp_port().to_string())
             .output()
             .expect("scripts/rgw.sh runs");
-        assert!(
-            output.status.success(),
-            "scripts/rgw.sh start failed (scripts/install-deps.sh installs Ceph):\n{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        rgw
+        if !output.status.success() {
+            return Err(format!(
+                "{}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            ));
+        }
+        Ok(rgw)
     }
 
     fn script(&self, action: &str) -> Command {
