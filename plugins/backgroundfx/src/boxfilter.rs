@@ -6,24 +6,38 @@
 /// Reusable buffers of [`box_mean`], kept by the caller so that no frame allocates.
 #[derive(Debug, Default, Clone)]
 pub struct BoxScratch {
-    copy: Vec<f32>,
-    row: Vec<f32>,
-    inverse_counts: Vec<f32>,
+    /// The last `radius + 1` input rows, still to be subtracted from the column sums after
+    /// the output overwrote them.
+    ring: Vec<f32>,
+    /// Column sums of the current window, one per value of a row.
+    sums: Vec<f32>,
+    /// `1 / samples` of each clipped window along a row, one per value of a row.
+    inverse_columns: Vec<f32>,
+    /// The same down a column, one per row.
+    inverse_rows: Vec<f32>,
 }
 
-/// `1 / samples` of each clipped window along an axis of `len` samples.
-fn inverse_counts(out: &mut Vec<f32>, len: usize, radius: usize) {
+/// `1 / samples` of each clipped window along an axis of `len` samples, each repeated
+/// `repeat` times.
+fn inverse_counts(out: &mut Vec<f32>, len: usize, radius: usize, repeat: usize) {
     out.clear();
-    out.extend((0..len).map(|i| {
+    for i in 0..len {
         let first = i.saturating_sub(radius);
         let last = (i + radius).min(len - 1);
-        1.0 / (last - first + 1) as f32
-    }));
+        let inverse = 1.0 / (last - first + 1) as f32;
+        out.extend(std::iter::repeat_n(inverse, repeat));
+    }
 }
 
 /// In place: every value becomes the mean of its window. `data` holds `width * height`
-/// pixels of `SLOTS` interleaved values; `SLOTS` is a constant so that the per-slot loops
-/// unroll and the column pass vectorises.
+/// pixels of `SLOTS` interleaved values; `SLOTS` is a constant so that the loops unroll.
+///
+/// One pass down the rows: the column sums of the window are kept for a whole row
+/// (contiguous, vectorised), and each output row is the sum of `2 * radius + 1` shifted
+/// copies of them (vectorised too: no running sum along the row, whose dependency chain
+/// would run one value at a time). The cost grows with the radius; this crate's radii are
+/// small (2 for the guided filter, about 3 for the blur). Everything but `data` stays in
+/// L1: no copy of the map.
 pub fn box_mean<const SLOTS: usize>(
     data: &mut [f32],
     width: usize,
@@ -36,64 +50,54 @@ pub fn box_mean<const SLOTS: usize>(
     if width == 0 || height == 0 {
         return;
     }
-    // Along rows: running sums, the window leaves the left and enters on the right.
-    inverse_counts(&mut scratch.inverse_counts, width, radius);
-    scratch.row.resize(row_len, 0.0);
-    for row in data[..row_len * height].chunks_exact_mut(row_len) {
-        let out = &mut scratch.row;
-        let mut sums = [0.0f32; SLOTS];
-        for x in 0..=radius.min(width - 1) {
-            for c in 0..SLOTS {
-                sums[c] += row[x * SLOTS + c];
-            }
-        }
-        for x in 0..width {
-            let inverse = scratch.inverse_counts[x];
-            for c in 0..SLOTS {
-                out[x * SLOTS + c] = sums[c] * inverse;
-            }
-            if x + radius + 1 < width {
-                let add = (x + radius + 1) * SLOTS;
-                for c in 0..SLOTS {
-                    sums[c] += row[add + c];
-                }
-            }
-            if x >= radius {
-                let remove = (x - radius) * SLOTS;
-                for c in 0..SLOTS {
-                    sums[c] -= row[remove + c];
-                }
-            }
-        }
-        row.copy_from_slice(out);
-    }
-    // Along columns: one running sum per value of a whole row at once (contiguous, so the
-    // loops vectorise). The output overwrites rows later windows still subtract: read a copy.
-    inverse_counts(&mut scratch.inverse_counts, height, radius);
-    scratch.copy.clear();
-    scratch.copy.extend_from_slice(&data[..row_len * height]);
-    let source = &scratch.copy;
-    let sums = &mut scratch.row;
-    sums.fill(0.0);
-    for y in 0..=radius.min(height - 1) {
-        for (s, v) in sums.iter_mut().zip(&source[y * row_len..][..row_len]) {
+    let BoxScratch {
+        ring,
+        sums,
+        inverse_columns,
+        inverse_rows,
+    } = scratch;
+    inverse_counts(inverse_columns, width, radius, SLOTS);
+    inverse_counts(inverse_rows, height, radius, 1);
+    let ring_rows = radius + 1;
+    ring.resize(ring_rows * row_len, 0.0);
+    sums.clear();
+    sums.resize(row_len, 0.0);
+    for row in data[..row_len * (radius + 1).min(height)].chunks_exact(row_len) {
+        for (s, v) in sums.iter_mut().zip(row) {
             *s += v;
         }
     }
+    let reach = radius.min(width - 1);
     for y in 0..height {
-        let inverse = scratch.inverse_counts[y];
-        for (o, s) in data[y * row_len..][..row_len].iter_mut().zip(sums.iter()) {
-            *o = s * inverse;
+        let slot = (y % ring_rows) * row_len;
+        let (row, later) = data[y * row_len..].split_at_mut(row_len);
+        ring[slot..slot + row_len].copy_from_slice(row);
+        // row = sum over the shifts k of sums[x + k], clipped to the row.
+        row.copy_from_slice(sums);
+        for k in 1..=reach {
+            let shift = k * SLOTS;
+            for (o, s) in row[..row_len - shift].iter_mut().zip(&sums[shift..]) {
+                *o += s;
+            }
+            for (o, s) in row[shift..].iter_mut().zip(&sums[..row_len - shift]) {
+                *o += s;
+            }
         }
+        let inverse_row = inverse_rows[y];
+        for (o, inverse) in row.iter_mut().zip(inverse_columns.iter()) {
+            *o *= inverse * inverse_row;
+        }
+        // Slide the window down: the row below it enters (still the input: only rows up
+        // to y were overwritten), the top one leaves (from the ring).
         if y + radius + 1 < height {
-            let add = &source[(y + radius + 1) * row_len..][..row_len];
-            for (s, v) in sums.iter_mut().zip(add) {
+            let enter = &later[radius * row_len..][..row_len];
+            for (s, v) in sums.iter_mut().zip(enter) {
                 *s += v;
             }
         }
         if y >= radius {
-            let remove = &source[(y - radius) * row_len..][..row_len];
-            for (s, v) in sums.iter_mut().zip(remove) {
+            let leave = ((y - radius) % ring_rows) * row_len;
+            for (s, v) in sums.iter_mut().zip(&ring[leave..leave + row_len]) {
                 *s -= v;
             }
         }
