@@ -6,7 +6,7 @@ use fast_image_resize as fir;
 
 use crate::layout::{FrameMut, PixelLayout, yuv_to_rgb_unit};
 use crate::plane::{self, OwnedPlane};
-use crate::resample::luma;
+use crate::resample::luma_row;
 
 /// The frame's planes at model resolution, allocated once per caps.
 pub struct ModelInput {
@@ -15,6 +15,8 @@ pub struct ModelInput {
     height: usize,
     /// One per plane of the layout, each `width` x `height` with the plane's channels.
     planes: Vec<OwnedPlane>,
+    /// The luma of a packed frame at model resolution, before it becomes the guide.
+    luma: Vec<u8>,
 }
 
 impl ModelInput {
@@ -29,6 +31,7 @@ impl ModelInput {
             width,
             height,
             planes,
+            luma: vec![0; width * height],
         }
     }
 
@@ -47,8 +50,9 @@ impl ModelInput {
             PixelLayout::Packed {
                 red, green, blue, ..
             } => {
-                for (g, pixel) in guide.iter_mut().zip(self.planes[0].data.chunks_exact(4)) {
-                    *g = luma(pixel[red], pixel[green], pixel[blue]) as f32 * scale;
+                luma_row(&self.planes[0].data, [red, green, blue], &mut self.luma);
+                for (g, &y) in guide.iter_mut().zip(&self.luma) {
+                    *g = y as f32 * scale;
                 }
             }
             PixelLayout::I420 | PixelLayout::Nv12 => {
@@ -72,7 +76,9 @@ impl ModelInput {
                 blue: b,
                 ..
             } => {
-                for (i, pixel) in self.planes[0].data.chunks_exact(4).enumerate() {
+                // Offsets masked to the pixel: no bounds check in the loop.
+                let (r, g, b) = (r & 3, g & 3, b & 3);
+                for (i, pixel) in self.planes[0].data.as_chunks::<4>().0.iter().enumerate() {
                     red[i] = pixel[r] as f32 * scale;
                     green[i] = pixel[g] as f32 * scale;
                     blue[i] = pixel[b] as f32 * scale;

@@ -13,7 +13,7 @@ use crate::model_input::ModelInput;
 use crate::picture::{self, Fit, PreparedPicture};
 use crate::plane::Plane;
 use crate::refine::{AlphaCurve, AlphaUpsampler, GuidedFilter, TemporalFilter};
-use crate::resample::luma;
+use crate::resample::luma_row;
 use crate::segmenter::{ModelError, Segmenter};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -360,9 +360,7 @@ impl Processor {
                 &self.curve.2,
                 |y, span, out| {
                     let pixels = &plane.row(y)[span.start * 4..span.end * 4];
-                    for (o, p) in out.iter_mut().zip(pixels.chunks_exact(4)) {
-                        *o = luma(p[red], p[green], p[blue]);
-                    }
+                    luma_row(pixels, [red, green, blue], out);
                 },
                 &mut self.alpha,
             ),

@@ -193,8 +193,8 @@ impl AlphaUpsampler {
         }
     }
 
-    /// Writes the full-resolution alpha (`width * height` bytes). `luma_at(y, x)` reads the
-    /// frame's luma byte at a pixel.
+    /// Writes the full-resolution alpha (`width * height` bytes). `luma_span(y, columns, out)`
+    /// writes the frame's luma bytes of row `y` at those columns.
     ///
     /// Most of a frame is certainly person or certainly background: where both
     /// low-resolution neighbour columns of both neighbour rows give a saturated alpha for
@@ -255,16 +255,18 @@ impl AlphaUpsampler {
             .with_min_len(16)
             .enumerate()
             .for_each_init(
-                || (vec![0.0f32; pair_row], vec![0u8; width]),
-                |(pairs, luma), (y, out)| {
+                || RowBuffers::new(pair_row, width),
+                |buffers, (y, out)| {
                     let top = rows.index[y] as usize;
                     let bottom = rows.next[y] as usize;
                     let mut blended = false;
                     for &(first, end, state) in &all_runs[top] {
+                        let run = starts[first]..starts[end];
                         if state != UNSATURATED {
-                            out[starts[first]..starts[end]].fill(state);
+                            out[run].fill(state);
                             continue;
                         }
+                        let RowBuffers { pairs, a, b, luma } = buffers;
                         if !blended {
                             rows.blend_rows(
                                 y,
@@ -274,26 +276,55 @@ impl AlphaUpsampler {
                             );
                             blended = true;
                         }
+                        // The coefficients along the run, span by span: within a span they
+                        // are a linear blend of two neighbours (contiguous weights, no
+                        // gather). Only these short loops follow the spans; the alpha itself
+                        // is one loop over the whole run that the compiler vectorises.
                         for (j, span) in spans.iter().enumerate().take(end).skip(first) {
-                            // Within the span the coefficients are a linear blend of two
-                            // neighbours: contiguous weights and luma, no gather.
                             let right = (j + 1).min(low_width - 1);
                             let (a0, b0) = (pairs[2 * j], pairs[2 * j + 1]);
                             let (da, db) = (pairs[2 * right] - a0, pairs[2 * right + 1] - b0);
-                            let luma = &mut luma[..span.len()];
-                            luma_span(y, span.clone(), luma);
-                            for ((o, &w), &l) in out[span.clone()]
+                            for ((a, b), &w) in a[span.clone()]
                                 .iter_mut()
+                                .zip(&mut b[span.clone()])
                                 .zip(&columns.weight[span.clone()])
-                                .zip(&*luma)
                             {
-                                let guide = l as f32 * (1.0 / 255.0);
-                                *o = curve.map((a0 + da * w) * guide + (b0 + db * w));
+                                *a = a0 + da * w;
+                                *b = b0 + db * w;
                             }
+                        }
+                        luma_span(y, run.clone(), &mut luma[run.clone()]);
+                        for (((o, &a), &b), &l) in out[run.clone()]
+                            .iter_mut()
+                            .zip(&a[run.clone()])
+                            .zip(&b[run.clone()])
+                            .zip(&luma[run])
+                        {
+                            *o = curve.map(a * (l as f32 * (1.0 / 255.0)) + b);
                         }
                     }
                 },
             );
+    }
+}
+
+/// One rendering thread's rows: the coefficient pairs blended for its frame row, and the
+/// coefficients and luma along the frame row (indexed by frame column).
+struct RowBuffers {
+    pairs: Vec<f32>,
+    a: Vec<f32>,
+    b: Vec<f32>,
+    luma: Vec<u8>,
+}
+
+impl RowBuffers {
+    fn new(pair_row: usize, width: usize) -> Self {
+        RowBuffers {
+            pairs: vec![0.0; pair_row],
+            a: vec![0.0; width],
+            b: vec![0.0; width],
+            luma: vec![0; width],
+        }
     }
 }
 
