@@ -278,8 +278,9 @@ impl AlphaUpsampler {
                         }
                         // The coefficients along the run, span by span: within a span they
                         // are a linear blend of two neighbours (contiguous weights, no
-                        // gather). Only these short loops follow the spans; the alpha itself
-                        // is one loop over the whole run that the compiler vectorises.
+                        // gather). Only these short loops follow the spans; the luma and the
+                        // alpha are one call and one loop over the whole run (the curve's
+                        // float-to-byte conversion is still compiled one pixel at a time).
                         for (j, span) in spans.iter().enumerate().take(end).skip(first) {
                             let right = (j + 1).min(low_width - 1);
                             let (a0, b0) = (pairs[2 * j], pairs[2 * j + 1]);

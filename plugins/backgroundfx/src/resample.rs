@@ -9,8 +9,9 @@ pub fn luma(r: u8, g: u8, b: u8) -> u8 {
 
 /// Luma of a row of 4-byte pixels whose red, green and blue bytes are at `order`
 /// (`pixels` holds at least `4 * out.len()` bytes). The four orders of the packed formats
-/// are compiled each with constant offsets, so the loop has no bounds checks and
-/// vectorises; any other order takes the same loop with offsets read at run time.
+/// are compiled each with constant offsets, so the loop has no bounds checks (the
+/// compiler still gathers the bytes one by one); any other order takes the same loop with
+/// offsets read at run time.
 pub fn luma_row(pixels: &[u8], order: [usize; 3], out: &mut [u8]) {
     match order {
         [0, 1, 2] => luma_row_of::<0, 1, 2>(pixels, out),
