@@ -28,7 +28,7 @@ grep -q "\"integrity\": \"$integrity" "$work/npm/pack.json" || {
 tar -xzf "$work"/npm/*.tgz -C "$work/npm"
 
 for name in selfie_segmentation_landscape selfie_segmentation; do
-    "$work/venv/bin/python" "$here/tflite2onnx.py" --fast-resize \
+    "$work/venv/bin/python" "$here/tflite2onnx.py" --fast-resize --conv-before-resize \
         "$work/npm/package/$name.tflite" "$models/$name.onnx"
 done
 cp "$work/npm/package/package.json" "$work/npm-package.json"
