@@ -1,11 +1,12 @@
 //! `backgroundfx`: person segmentation and background blur / replacement for video calls.
 //!
-//! The processing lives in plain modules (`segmenter`, `model_input`, `refine`, `blur`,
+//! The processing lives in plain modules (`segmenter` and its `depthwise_layout`, `model_input`, `refine`, `blur`,
 //! `picture`, `composite`, `processor`, on the `plane` type and the one `boxfilter`); `backgroundfx/imp.rs` is the GStreamer glue.
 
 pub mod blur;
 pub mod boxfilter;
 pub mod composite;
+pub mod depthwise_layout;
 pub mod layout;
 pub mod model_input;
 pub mod picture;

@@ -11,6 +11,8 @@ use std::sync::{Arc, Mutex, Weak};
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::plan::SimpleState;
 
+use crate::depthwise_layout::depthwise_channel_last;
+
 /// Smallest and largest model input side we accept: outside this range the file is not a
 /// segmentation model for video frames (or is a mistake that would eat all memory).
 const MIN_SIDE: usize = 16;
@@ -104,7 +106,15 @@ fn optimise(bytes: &[u8], path: &Path) -> Result<(usize, usize, Arc<Plan>), Mode
         message,
     })?;
     let plan = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
-        || -> TractResult<Arc<Plan>> { model.into_optimized()?.into_runnable() },
+        || -> TractResult<Arc<Plan>> {
+            let model = model.into_decluttered()?;
+            // Faster where it applies; a model it cannot handle is optimised as it is.
+            let model = match depthwise_channel_last(model.clone()) {
+                Ok((changed, _)) => changed,
+                Err(_) => model,
+            };
+            model.into_optimized()?.into_runnable()
+        },
     ))
     .map_err(|_| invalid("the optimiser crashed on this model".into()))?
     .map_err(|error| invalid(format!("{error:#}")))?;
