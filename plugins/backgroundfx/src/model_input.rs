@@ -35,6 +35,11 @@ impl ModelInput {
         }
     }
 
+    /// The last sampled frame's planes at model resolution, one per plane of the layout.
+    pub fn planes(&self) -> &[OwnedPlane] {
+        &self.planes
+    }
+
     /// Downscales the frame and writes the guide (`width * height` values).
     pub fn sample(&mut self, resizer: &mut fir::Resizer, frame: &FrameMut, guide: &mut [f32]) {
         for (index, plane) in self.planes.iter_mut().enumerate() {

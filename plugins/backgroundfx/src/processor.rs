@@ -389,7 +389,7 @@ impl Processor {
                 }
                 let person = self.mask_valid.then_some(&self.mask[..]);
                 let blur = self.blur.as_mut().expect("created above");
-                blur.render(&mut self.resizer, frame, person);
+                blur.render(&mut self.resizer, frame, self.model_input.planes(), person);
             }
             Effect::Solid | Effect::Picture if self.solid_rows.0 != Some(params.colour) => {
                 let values = self.layout.colour_values(params.colour);
