@@ -1,15 +1,20 @@
 //! Where tract spends a segmentation model's inference, operator by operator (the evidence
 //! behind the inference figures in benches/results): run on one core for per-core numbers.
 //!
-//!   taskset -c 1 cargo run --release -p gst-plugin-backgroundfx --example profile_model [model.onnx]
+//!   taskset -c 1 cargo run --release -p gst-plugin-backgroundfx --example profile_model [model.onnx] [--nodes]
+//!
+//! `--nodes` also lists the slowest nodes one by one, with their output shapes.
 
 use std::collections::HashMap;
 use std::time::Instant;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::plan::{SimpleState, eval};
 fn main() -> TractResult<()> {
-    let path = std::env::args()
-        .nth(1)
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let per_node = args.iter().any(|a| a == "--nodes");
+    let path = args
+        .iter()
+        .find(|a| !a.starts_with("--"))
         .map(std::path::PathBuf::from)
         .unwrap_or(gstbackgroundfx::segmenter::shipped_model_path(
             "selfie_segmentation_landscape.onnx",
@@ -32,6 +37,7 @@ fn main() -> TractResult<()> {
         t.elapsed().as_secs_f64() * 1000.0 / n as f64
     );
     let mut by_op: HashMap<String, (f64, usize)> = HashMap::new();
+    let mut by_node: HashMap<usize, f64> = HashMap::new();
     for _ in 0..n {
         state.run_plan_with_eval(
             tvec!(shared.clone().into_tvalue()),
@@ -41,6 +47,7 @@ fn main() -> TractResult<()> {
                 let name = node.op().name().to_string();
                 let e = by_op.entry(name).or_default();
                 e.0 += t.elapsed().as_secs_f64();
+                *by_node.entry(node.id).or_default() += t.elapsed().as_secs_f64();
                 e.1 += 1;
                 r
             },
@@ -55,6 +62,22 @@ fn main() -> TractResult<()> {
             s * 1000.0 / n as f64,
             c / n
         );
+    }
+    if per_node {
+        let mut nodes: Vec<_> = by_node.into_iter().collect();
+        nodes.sort_by(|a, b| b.1.partial_cmp(&a.1).unwrap());
+        println!();
+        for (id, s) in nodes.iter().take(40) {
+            let node = plan.model().node(*id);
+            let shape = format!("{:?}", plan.model().outlet_fact((*id).into())?.shape);
+            println!(
+                "{:.3} ms  {:24} {:40} {}",
+                s * 1000.0 / n as f64,
+                node.op().name(),
+                shape,
+                node.name
+            );
+        }
     }
     Ok(())
 }
