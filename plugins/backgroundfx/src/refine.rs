@@ -121,6 +121,8 @@ pub struct AlphaCurve {
 
 /// The band of `edge-band=0`: narrower than any difference that matters in 8 bits.
 const HARD_BAND: f32 = 1e-4;
+/// 2^23: added to a float in [0, 2^23), rounds it to an integer held in the mantissa.
+const ROUND_TO_UNIT: f32 = 8_388_608.0;
 
 impl AlphaCurve {
     pub fn new(threshold: f32, band: f32) -> Self {
@@ -142,8 +144,13 @@ impl AlphaCurve {
 
     #[inline(always)]
     pub fn map(&self, value: f32) -> u8 {
-        let t = ((value - self.low) * self.inverse_band).clamp(0.0, 1.0);
-        (t * t * (3.0 - 2.0 * t) * 255.0 + 0.5) as u8
+        // max/min, not clamp: a NaN (from a broken model) becomes 0 instead of staying NaN.
+        let t = ((value - self.low) * self.inverse_band).max(0.0).min(1.0);
+        let level = t * t * (3.0 - 2.0 * t) * 255.0;
+        // Rounded by adding 2^23 (where a float's unit is 1) and reading the low mantissa
+        // bits: a conversion the loops that call this vectorise, where `as u8` (saturating)
+        // was compiled one pixel at a time. `level` is in [0, 255], so the bits are exact.
+        ((level + ROUND_TO_UNIT).to_bits() & 0xff) as u8
     }
 }
 
@@ -279,8 +286,7 @@ impl AlphaUpsampler {
                         // The coefficients along the run, span by span: within a span they
                         // are a linear blend of two neighbours (contiguous weights, no
                         // gather). Only these short loops follow the spans; the luma and the
-                        // alpha are one call and one loop over the whole run (the curve's
-                        // float-to-byte conversion is still compiled one pixel at a time).
+                        // alpha are one call and one loop over the whole run.
                         for (j, span) in spans.iter().enumerate().take(end).skip(first) {
                             let right = (j + 1).min(low_width - 1);
                             let (a0, b0) = (pairs[2 * j], pairs[2 * j + 1]);
@@ -456,6 +462,7 @@ mod tests {
         assert_eq!(curve.map(0.2), 0);
         assert_eq!(curve.map(0.8), 255);
         assert_eq!(curve.map(1.5), 255);
+        assert_eq!(curve.map(f32::NAN), 0, "a broken model's NaN is background");
         let mut last = 0;
         for i in 0..=100 {
             let v = curve.map(i as f32 / 100.0);
