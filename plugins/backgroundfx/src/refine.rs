@@ -145,6 +145,7 @@ impl AlphaCurve {
     #[inline(always)]
     pub fn map(&self, value: f32) -> u8 {
         // max/min, not clamp: a NaN (from a broken model) becomes 0 instead of staying NaN.
+        #[allow(clippy::manual_clamp)]
         let t = ((value - self.low) * self.inverse_band).max(0.0).min(1.0);
         let level = t * t * (3.0 - 2.0 * t) * 255.0;
         // Rounded by adding 2^23 (where a float's unit is 1) and reading the low mantissa

@@ -108,10 +108,14 @@ fn optimise(bytes: &[u8], path: &Path) -> Result<(usize, usize, Arc<Plan>), Mode
     let plan = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
         || -> TractResult<Arc<Plan>> {
             let model = model.into_decluttered()?;
-            // Faster where it applies; a model it cannot handle is optimised as it is.
-            let model = match depthwise_channel_last(model.clone()) {
-                Ok((changed, _)) => changed,
-                Err(_) => model,
+            // Faster where it applies; a model it cannot handle (an error, or a panic in
+            // tract's layout code) is optimised as it is.
+            let changed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                depthwise_channel_last(model.clone())
+            }));
+            let model = match changed {
+                Ok(Ok((changed, _))) => changed,
+                _ => model,
             };
             model.into_optimized()?.into_runnable()
         },
