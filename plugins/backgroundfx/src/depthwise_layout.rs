@@ -20,11 +20,12 @@ use tract_onnx::tract_core::optim::change_axes::change_axes;
 /// `model` (decluttered) with as many of its depthwise convolutions channel-last as can be,
 /// and how many layout changes were made. Inputs and outputs keep their shapes.
 pub fn depthwise_channel_last(mut model: TypedModel) -> TractResult<(TypedModel, usize)> {
-    let mut locked: Vec<OutletId> = model.input_outlets()?.to_vec();
-    locked.extend(model.output_outlets()?.iter().copied());
     let mut tried = std::collections::HashSet::new();
     let mut changes = 0;
     loop {
+        // Taken anew each time: decluttering renumbers the nodes, the interface's included.
+        let mut locked: Vec<OutletId> = model.input_outlets()?.to_vec();
+        locked.extend(model.output_outlets()?.iter().copied());
         let mut patch = None;
         for node in &model.nodes {
             let Some(conv) = node.op_as::<Conv>() else {
