@@ -767,6 +767,61 @@ fn audio_starting_after_the_video_stays_in_sync_in_mp4() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// The pipeline stops (an error elsewhere, or an application stopping without EOS) while
+/// the sink took every byte so far: the manifest's last word says the recording did not
+/// finish (found: a full disk failing encryptedfilesink's checkpoint first stopped the
+/// pipeline before any buffer was refused, and the manifest kept its periodic state).
+#[test]
+fn a_pipeline_stopped_without_eos_leaves_a_manifest_that_says_so() {
+    init();
+    let dir = scratch("stopped-without-eos");
+    let json = dir.join("call.json");
+    let pipeline = gst::parse::launch(&format!(
+        "recordmux name=rec manifest-location={} ! fakesink name=sink signal-handoffs=true \
+         videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 ! rec.video_0 \
+         audiotestsrc is-live=true samplesperbuffer=960 ! audio/x-raw,rate=48000,channels=1 ! rec.audio_0",
+        json.display(),
+    ))
+    .unwrap()
+    .downcast::<gst::Pipeline>()
+    .unwrap();
+    let (bytes_out, got_bytes) = std::sync::mpsc::sync_channel(1);
+    pipeline
+        .by_name("sink")
+        .unwrap()
+        .connect("handoff", false, move |_| {
+            let _ = bytes_out.try_send(());
+            None
+        });
+    pipeline.set_state(gst::State::Playing).unwrap();
+    got_bytes.recv_timeout(Duration::from_secs(30)).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    pipeline.set_state(gst::State::Null).unwrap();
+    let stopped = manifest(&json);
+    assert_eq!(stopped["complete"], false, "{stopped}");
+    let error = stopped["output"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("did not finish"), "{stopped}");
+    // A new run of the same element starts a fresh manifest: the error was that run's.
+    std::fs::remove_file(&json).unwrap();
+    while got_bytes.try_recv().is_ok() {}
+    pipeline.set_state(gst::State::Playing).unwrap();
+    got_bytes.recv_timeout(Duration::from_secs(30)).unwrap();
+    pipeline.send_event(gst::event::Eos::new());
+    let bus = pipeline.bus().unwrap();
+    let message = bus
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(60),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .unwrap();
+    assert!(matches!(message.view(), gst::MessageView::Eos(_)));
+    pipeline.set_state(gst::State::Null).unwrap();
+    let manifest = manifest(&json);
+    assert_eq!(manifest["complete"], true, "{manifest}");
+    assert!(manifest["output"]["error"].is_null(), "{manifest}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[test]
 fn a_sink_that_refuses_data_makes_the_manifest_say_so() {
     // As encryptedfilesink on a full disk: the manifest must not say complete with a hash

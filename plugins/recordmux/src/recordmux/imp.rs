@@ -1166,6 +1166,8 @@ impl ElementImpl for RecordMux {
         }
         let result = self.parent_change_state(transition);
         if transition == gst::StateChange::PausedToReady {
+            // No streaming thread runs any more: the manifest's last word is consistent.
+            self.stopped_unfinished();
             // The muxers stopped: pads of released streams can go now.
             let retired = std::mem::take(&mut self.lock_state().retired_mux_pads);
             for pad in retired {

@@ -201,6 +201,36 @@ impl RecordMux {
         accepted
     }
 
+    /// The pipeline stopped (PAUSED to READY) before the end of the stream reached the sink:
+    /// an error elsewhere (the sink's own checkpoint failing on a full disk stops the
+    /// pipeline before any buffer is refused) or an application stopping without EOS. The
+    /// manifest then says so, durably, instead of keeping its last periodic state.
+    pub(super) fn stopped_unfinished(&self) {
+        let snapshot = {
+            let mut state = self.lock_state();
+            if state.output.finished || state.output.hasher.bytes() == 0 {
+                return;
+            }
+            state.output.finished = true;
+            state.output.error.get_or_insert_with(|| {
+                "the recording did not finish: the pipeline stopped before the end of the \
+                 stream reached the sink (see the pipeline's error messages)"
+                    .to_string()
+            });
+            state.manifest_snapshot(false).map(|mut snapshot| {
+                snapshot.durable = true;
+                snapshot
+            })
+        };
+        gst::warning!(
+            CAT,
+            imp = self,
+            "stopped before the end of the stream: the manifest says the recording is incomplete"
+        );
+        self.write_manifest(snapshot);
+        self.post_manifest();
+    }
+
     /// The muxer's EOS ends a segment of a rotating recording when the next segment is
     /// prepared: its manifest is final, the sink is told a new file starts, and the next
     /// muxer becomes the output. Returns whether it was so.
