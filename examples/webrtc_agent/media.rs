@@ -55,13 +55,14 @@ pub struct Media {
     pub status: SharedStatus,
     pub recording: PathBuf,
     pub manifest: PathBuf,
-    /// Milliseconds since `started` of the last media packet from the browser (0: none yet).
+    /// Milliseconds since `started` of the last media packet from the browser, or of the
+    /// connection if it came later (0: neither yet).
     pub last_media_ms: Arc<AtomicU64>,
     pub started: Instant,
 }
 
 impl Media {
-    /// Time since media last arrived (or since the call started, if none did).
+    /// Time since media last arrived or the call connected (since it started, if neither).
     pub fn media_idle(&self) -> Duration {
         let last = Duration::from_millis(self.last_media_ms.load(Ordering::Relaxed));
         self.started.elapsed().saturating_sub(last)
