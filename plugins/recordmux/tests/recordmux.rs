@@ -39,6 +39,18 @@ fn av_sources(seconds: u32) -> String {
     )
 }
 
+/// The pipeline's EOS or first error, waiting at most `seconds`.
+fn end_message(pipeline: &impl IsA<gst::Element>, seconds: u64) -> gst::Message {
+    pipeline
+        .bus()
+        .unwrap()
+        .timed_pop_filtered(
+            gst::ClockTime::from_seconds(seconds),
+            &[gst::MessageType::Eos, gst::MessageType::Error],
+        )
+        .unwrap_or_else(|| panic!("the pipeline did not end within {seconds} s"))
+}
+
 struct Run {
     messages: Vec<gst::Structure>,
     /// (pts in ns of the frame before which the signal was emitted, recording wanted).
@@ -807,13 +819,7 @@ fn a_pipeline_stopped_without_eos_leaves_a_manifest_that_says_so() {
     pipeline.set_state(gst::State::Playing).unwrap();
     got_bytes.recv_timeout(Duration::from_secs(30)).unwrap();
     pipeline.send_event(gst::event::Eos::new());
-    let bus = pipeline.bus().unwrap();
-    let message = bus
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(60),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .unwrap();
+    let message = end_message(&pipeline, 60);
     assert!(matches!(message.view(), gst::MessageView::Eos(_)));
     pipeline.set_state(gst::State::Null).unwrap();
     let manifest = manifest(&json);
@@ -836,14 +842,7 @@ fn a_sink_that_refuses_data_makes_the_manifest_say_so() {
     ))
     .unwrap();
     pipeline.set_state(gst::State::Playing).unwrap();
-    let message = pipeline
-        .bus()
-        .unwrap()
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(60),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .unwrap();
+    let message = end_message(&pipeline, 60);
     assert!(matches!(message.view(), gst::MessageView::Error(_)));
     pipeline.set_state(gst::State::Null).unwrap();
     let manifest = manifest(&json);
@@ -879,14 +878,7 @@ fn a_stalled_camera_does_not_stop_the_audio_recording() {
         .set_property("drop", true);
     std::thread::sleep(Duration::from_secs(4));
     pipeline.send_event(gst::event::Eos::new());
-    let message = pipeline
-        .bus()
-        .unwrap()
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(20),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .expect("the recording ends");
+    let message = end_message(&pipeline, 20);
     assert!(
         matches!(message.view(), gst::MessageView::Eos(_)),
         "{message:?}"
@@ -969,14 +961,7 @@ fn run_expecting_error(description: &str) -> String {
     init();
     let pipeline = gst::parse::launch(description).unwrap();
     let _ = pipeline.set_state(gst::State::Playing);
-    let message = pipeline
-        .bus()
-        .unwrap()
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(60),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .expect("pipeline ends");
+    let message = end_message(&pipeline, 60);
     pipeline.set_state(gst::State::Null).unwrap();
     match message.view() {
         gst::MessageView::Error(err) => err.error().to_string(),
@@ -1191,14 +1176,7 @@ fn one_stream_paused_alone_is_masked_while_the_others_record() {
             });
     }
     pipeline.set_state(gst::State::Playing).unwrap();
-    let message = pipeline
-        .bus()
-        .unwrap()
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(60),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .unwrap();
+    let message = end_message(&pipeline, 60);
     assert!(
         matches!(message.view(), gst::MessageView::Eos(_)),
         "{message:?}"
@@ -1457,13 +1435,7 @@ fn a_recording_without_media_finishes_at_eos() {
     for pad in &pads {
         assert!(pad.send_event(gst::event::Eos::new()));
     }
-    let bus = pipeline.bus().unwrap();
-    let message = bus
-        .timed_pop_filtered(
-            gst::ClockTime::from_seconds(10),
-            &[gst::MessageType::Eos, gst::MessageType::Error],
-        )
-        .expect("EOS within 10 s");
+    let message = end_message(&pipeline, 10);
     assert_eq!(message.type_(), gst::MessageType::Eos, "{message:?}");
     pipeline.set_state(gst::State::Null).unwrap();
     let manifest = manifest(&manifest_path);
