@@ -327,8 +327,8 @@ fn assert_file_matches_manifest(dir: &Path, summary: &serde_json::Value) {
 /// A default call with a 1280x720 camera: the browser ramps up (transport-wide congestion
 /// control, a start bitrate in the answer), the agent blurs and records (sd) while it cannot
 /// keep up with every frame, and the preview stays live: a white flash of 200 ms drawn every
-/// 2 s into the camera comes back within a second and no later at the end than at the start (frames
-/// are dropped, never queued). Prints JSON.
+/// 2 s into the camera comes back within a second and no later at the end than at the start
+/// (frames are dropped, never queued). Prints JSON.
 #[test]
 fn browser_720p_call_ramps_up_and_the_preview_stays_live() {
     let _machine = one_browser_at_a_time();

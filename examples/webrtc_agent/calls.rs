@@ -328,11 +328,7 @@ impl Registry {
                 }
                 (Phase::Connecting, WebRTCPeerConnectionState::Connected) => {
                     *state = Phase::Connected;
-                    // The inactivity timeout counts from the connection: a call whose ICE took
-                    // 9 s must not be ended 1 s later for the media it could not send yet.
-                    call.media
-                        .last_media_ms
-                        .fetch_max(age.as_millis() as u64, std::sync::atomic::Ordering::Relaxed);
+                    call.media.note_connected();
                     eprintln!(
                         "call {}: connected after {:.2} s",
                         call.id,

@@ -67,6 +67,14 @@ impl Media {
         let last = Duration::from_millis(self.last_media_ms.load(Ordering::Relaxed));
         self.started.elapsed().saturating_sub(last)
     }
+
+    /// The connection counts as activity: the inactivity timeout runs from it when no media
+    /// came yet (a call whose ICE took 9 s must not be ended 1 s later for the media it could
+    /// not send before).
+    pub fn note_connected(&self) {
+        let now = self.started.elapsed().as_millis() as u64;
+        self.last_media_ms.fetch_max(now, Ordering::Relaxed);
+    }
 }
 
 /// Builds the call's pipeline for `offer` and returns it with the SDP answer.
