@@ -464,7 +464,12 @@ fn ten_concurrent_browser_calls_record_separately() {
                 }
                 _ => panic!("{ack}"),
             };
-            assert_eq!(span[edge], applied, "{manifest}");
+            // On failure, everything needed to tell the agent's ack from recordmux's timeline.
+            assert_eq!(
+                span[edge], applied,
+                "{edge}: ack {ack}; acks {}; manifest {manifest}",
+                call["acks"]
+            );
         }
         // Ten Chromium pages take most of the two cores here: the preview comes back, slowly.
         assert!(

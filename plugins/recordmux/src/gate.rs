@@ -333,6 +333,7 @@ impl Gate {
         self.main_awaits_keyframe = self.main_keyframes && !by_main_keyframe;
         let mut recording = self.initially;
         let mut reason = String::new();
+        let mut requested = at;
         while self
             .pending
             .front()
@@ -341,6 +342,7 @@ impl Gate {
             let request = self.pending.pop_front().expect("checked");
             recording = request.recording;
             reason = request.reason;
+            requested = request.at.unwrap_or(at);
         }
         if recording {
             self.timeline.start(at);
@@ -350,7 +352,8 @@ impl Gate {
                 kind: TransitionKind::Paused,
                 running_time: at,
                 recording_time: 0,
-                requested_running_time: at,
+                // A pause asked for before the first buffer says when it was asked.
+                requested_running_time: requested,
                 reason,
             });
         }
@@ -724,6 +727,28 @@ mod tests {
         let verdict = gate.main(100 + FRAME..100 + 2 * FRAME, true);
         assert_eq!(verdict, MainVerdict::Record { recording_time: 0 });
         assert_eq!(gate.take_transitions()[0].kind, TransitionKind::Resumed);
+    }
+
+    #[test]
+    fn a_pause_asked_before_the_first_buffer_keeps_its_request_time() {
+        let mut gate = Gate::new(PauseMode::Cut, true);
+        gate.request(false, "card", Some(50));
+        gate.request(true, "done", Some(150));
+        assert_eq!(gate.main(100..100 + FRAME, true), MainVerdict::Drop);
+        let paused = gate.take_transitions();
+        assert_eq!(paused.len(), 1);
+        assert_eq!(paused[0].kind, TransitionKind::Paused);
+        assert_eq!(paused[0].running_time, 100);
+        assert_eq!(paused[0].requested_running_time, 50);
+        assert_eq!(paused[0].reason, "card");
+        assert_eq!(
+            gate.main(150..150 + FRAME, true),
+            MainVerdict::Record { recording_time: 0 }
+        );
+        let resumed = gate.take_transitions();
+        assert_eq!(resumed[0].kind, TransitionKind::Resumed);
+        assert_eq!(resumed[0].running_time, 150);
+        assert_eq!(gate.paused_spans(200), vec![100..150]);
     }
 
     #[test]
