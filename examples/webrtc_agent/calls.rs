@@ -320,7 +320,7 @@ impl Registry {
                 .webrtc
                 .property::<WebRTCPeerConnectionState>("connection-state");
             let mut state = lock(&call.state);
-            let age = call.media.started.elapsed();
+            let age = call.media.activity.started.elapsed();
             let why = match (&*state, connection) {
                 (Phase::Ending(_), _) => None,
                 (_, WebRTCPeerConnectionState::Failed | WebRTCPeerConnectionState::Closed) => {
@@ -328,7 +328,7 @@ impl Registry {
                 }
                 (Phase::Connecting, WebRTCPeerConnectionState::Connected) => {
                     *state = Phase::Connected;
-                    call.media.note_connected();
+                    call.media.activity.note_connected();
                     eprintln!(
                         "call {}: connected after {:.2} s",
                         call.id,
@@ -341,7 +341,7 @@ impl Registry {
                     self.limits.connect_timeout.as_secs()
                 )),
                 (Phase::Connected, _)
-                    if call.media.media_idle() > self.limits.inactivity_timeout =>
+                    if call.media.activity.idle() > self.limits.inactivity_timeout =>
                 {
                     Some(format!(
                         "no media for {} s",
@@ -381,7 +381,7 @@ impl Call {
             "recording_active": recording_active,
             "transitions": status.transitions,
             "error": status.error,
-            "media_idle_ms": self.media.media_idle().as_millis() as u64,
+            "media_idle_ms": self.media.activity.idle().as_millis() as u64,
         })
     }
 }

@@ -55,25 +55,44 @@ pub struct Media {
     pub status: SharedStatus,
     pub recording: PathBuf,
     pub manifest: PathBuf,
-    /// Milliseconds since `started` of the last media packet from the browser, or of the
-    /// connection if it came later (0: neither yet).
-    pub last_media_ms: Arc<AtomicU64>,
-    pub started: Instant,
+    /// Media from the browser and the connection, for the inactivity timeout.
+    pub activity: Activity,
 }
 
-impl Media {
-    /// Time since media last arrived or the call connected (since it started, if neither).
-    pub fn media_idle(&self) -> Duration {
-        let last = Duration::from_millis(self.last_media_ms.load(Ordering::Relaxed));
-        self.started.elapsed().saturating_sub(last)
+/// When the call last showed life: a media packet from the browser, or the connection.
+#[derive(Clone)]
+pub struct Activity {
+    pub started: Instant,
+    /// Milliseconds since `started` of the last media packet, or of the connection if it
+    /// came later (0: neither yet).
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Activity {
+    pub fn new(started: Instant) -> Activity {
+        Activity {
+            started,
+            last_ms: Arc::default(),
+        }
+    }
+
+    /// A media packet arrived (called from a streaming thread for every packet).
+    pub fn note_media(&self) {
+        let now = self.started.elapsed().as_millis() as u64;
+        self.last_ms.fetch_max(now, Ordering::Relaxed);
     }
 
     /// The connection counts as activity: the inactivity timeout runs from it when no media
     /// came yet (a call whose ICE took 9 s must not be ended 1 s later for the media it could
     /// not send before).
     pub fn note_connected(&self) {
-        let now = self.started.elapsed().as_millis() as u64;
-        self.last_media_ms.fetch_max(now, Ordering::Relaxed);
+        self.note_media();
+    }
+
+    /// Time since media last arrived or the call connected (since it started, if neither).
+    pub fn idle(&self) -> Duration {
+        let last = Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+        self.started.elapsed().saturating_sub(last)
     }
 }
 
@@ -112,8 +131,7 @@ pub fn start(
         status,
         recording: recording.to_path_buf(),
         manifest,
-        last_media_ms: Arc::default(),
-        started: Instant::now(),
+        activity: Activity::new(Instant::now()),
     };
     match negotiate(config, offer, &media) {
         Ok(answer) => Ok((media, answer)),
@@ -239,16 +257,15 @@ fn negotiate(
     // Media from the browser: video -> backgroundfx -> (peer, recorder); audio -> recorder.
     let effect = config.effect.clone();
     let pipeline_weak = pipeline.downgrade();
-    let last_media = media.last_media_ms.clone();
-    let started = media.started;
+    let activity = media.activity.clone();
     webrtc.connect_pad_added(move |_, pad| {
         let Some(pipeline) = pipeline_weak.upgrade() else {
             return;
         };
         // Every packet from the browser counts as activity (see the inactivity timeout).
-        let last_media = last_media.clone();
+        let activity = activity.clone();
         pad.add_probe(gst::PadProbeType::BUFFER, move |_, _| {
-            last_media.store(started.elapsed().as_millis() as u64, Ordering::Relaxed);
+            activity.note_media();
             gst::PadProbeReturn::Ok
         });
         if let Err(err) = link_incoming(
@@ -562,5 +579,44 @@ pub fn end(media: &Media) -> Result<(), String> {
         (Some(error), _) => Err(error),
         (None, false) => Err("the recording did not finish in time".into()),
         (None, true) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An activity that started `ago` before now.
+    fn started_ago(ago: Duration) -> Activity {
+        Activity::new(Instant::now() - ago)
+    }
+
+    #[test]
+    fn idle_counts_from_the_start_until_something_happens() {
+        let activity = started_ago(Duration::from_secs(9));
+        assert!(activity.idle() >= Duration::from_secs(9));
+    }
+
+    #[test]
+    fn a_slow_connection_restarts_the_idle_time() {
+        // ICE took 9 s: the call is not idle for 9 s the moment it connects.
+        let activity = started_ago(Duration::from_secs(9));
+        activity.note_connected();
+        assert!(
+            activity.idle() < Duration::from_secs(1),
+            "{:?}",
+            activity.idle()
+        );
+    }
+
+    #[test]
+    fn media_keeps_the_call_active() {
+        let activity = started_ago(Duration::from_secs(20));
+        activity.note_media();
+        assert!(
+            activity.idle() < Duration::from_secs(1),
+            "{:?}",
+            activity.idle()
+        );
     }
 }
