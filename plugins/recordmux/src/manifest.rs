@@ -37,7 +37,9 @@ pub struct ManifestEvent {
     pub running_time_ns: u64,
     /// Where that is in the recording.
     pub recording_time_ns: u64,
-    /// Running time at which the request was applied (an encoded resume waits for a keyframe).
+    /// Running time at which it was asked for (live: the clock's; otherwise the main stream's
+    /// next buffer). `running_time_ns` is later where the switch waited: for the recording to
+    /// start, or for a keyframe to resume encoded video on.
     pub requested_running_time_ns: u64,
     pub wall_time_utc: String,
     pub reason: String,
