@@ -591,6 +591,12 @@ mod tests {
         Activity::new(Instant::now() - ago)
     }
 
+    /// The activity counts as just now (not idle for the time since it started).
+    fn assert_just_active(activity: &Activity) {
+        let idle = activity.idle();
+        assert!(idle < Duration::from_secs(1), "{idle:?}");
+    }
+
     #[test]
     fn idle_counts_from_the_start_until_something_happens() {
         let activity = started_ago(Duration::from_secs(9));
@@ -602,21 +608,13 @@ mod tests {
         // ICE took 9 s: the call is not idle for 9 s the moment it connects.
         let activity = started_ago(Duration::from_secs(9));
         activity.note_connected();
-        assert!(
-            activity.idle() < Duration::from_secs(1),
-            "{:?}",
-            activity.idle()
-        );
+        assert_just_active(&activity);
     }
 
     #[test]
     fn media_keeps_the_call_active() {
         let activity = started_ago(Duration::from_secs(20));
         activity.note_media();
-        assert!(
-            activity.idle() < Duration::from_secs(1),
-            "{:?}",
-            activity.idle()
-        );
+        assert_just_active(&activity);
     }
 }
