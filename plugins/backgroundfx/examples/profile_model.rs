@@ -2,13 +2,15 @@
 //! behind the inference figures in benches/results): run on one core for per-core numbers.
 //!
 //!   taskset -c 1 cargo run --release -p gst-plugin-backgroundfx --example profile_model \
-//!       [model.onnx] [--nodes] [--versus other.onnx]
+//!       [model.onnx] [--nodes] [--versus other.onnx | --versus-every-depthwise]
 //!
 //! The model is optimised as the element does it (depthwise convolutions channel-last
 //! first). `--nodes` also lists the slowest nodes one by one, with their output shapes.
 //! `--versus` times the other model optimised the plain way (`into_optimized` alone, as
 //! before the layout change) against this one, in alternating batches in one process: on a
 //! shared machine whose speed drifts within minutes, only such a comparison is fair.
+//! `--versus-every-depthwise` times the same model with every depthwise convolution moved
+//! channel-last (the element's choice leaves the ones with fewer channels than columns).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -18,7 +20,7 @@ use std::time::Instant;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::plan::{SimpleState, eval};
 
-use gstbackgroundfx::depthwise_layout::depthwise_channel_last;
+use gstbackgroundfx::depthwise_layout::{depthwise_channel_last, depthwise_channel_last_where};
 use gstbackgroundfx::segmenter::shipped_model_path;
 
 fn plan_as_the_element_does(path: &Path) -> TractResult<Arc<TypedSimplePlan>> {
@@ -28,6 +30,16 @@ fn plan_as_the_element_does(path: &Path) -> TractResult<Arc<TypedSimplePlan>> {
         .into_decluttered()?;
     let (model, changes) = depthwise_channel_last(model)?;
     println!("{changes} layout changes to channel-last depthwise convolutions");
+    model.into_optimized()?.into_runnable()
+}
+
+fn every_depthwise_plan(path: &Path) -> TractResult<Arc<TypedSimplePlan>> {
+    let model = tract_onnx::onnx()
+        .model_for_path(path)?
+        .into_typed()?
+        .into_decluttered()?;
+    let (model, changes) = depthwise_channel_last_where(model, |_| true)?;
+    println!("{changes} layout changes moving every depthwise convolution");
     model.into_optimized()?.into_runnable()
 }
 
@@ -85,13 +97,17 @@ fn main() -> TractResult<()> {
         .map(|(_, a)| PathBuf::from(a))
         .unwrap_or(shipped_model_path("selfie_segmentation_landscape.onnx"));
     let plan = plan_as_the_element_does(&path)?;
-    if let Some(other) = other {
-        let old = plain_plan(&other)?;
+    let every_depthwise = args.iter().any(|a| a == "--versus-every-depthwise");
+    if other.is_some() || every_depthwise {
+        let (old, label) = match &other {
+            Some(other) => (plain_plan(other)?, format!("{} (plain)", other.display())),
+            None => (
+                every_depthwise_plan(&path)?,
+                format!("{} (every depthwise channel-last)", path.display()),
+            ),
+        };
         let [(old_min, old_median), (new_min, new_median)] = versus([&old, &plan])?;
-        println!(
-            "{} (plain): min {old_min:.3} ms, median {old_median:.3} ms",
-            other.display()
-        );
+        println!("{label}: min {old_min:.3} ms, median {old_median:.3} ms");
         println!(
             "{} (as the element): min {new_min:.3} ms, median {new_median:.3} ms",
             path.display()

@@ -1,25 +1,53 @@
 //! Depthwise convolutions channel-last, before tract optimises a model.
 //!
-//! tract 0.23 runs a depthwise convolution in NCHW with a scalar loop over the taps of each
-//! output pixel; in NHWC its loop runs over the channels of each tap, contiguous, which the
-//! compiler vectorises. tract knows how to move a graph to NHWC (`change_axes`: the layout
-//! change travels through the neighbouring ops and cancels where it can), but its optimiser
-//! only asks for it on machines with a hand-written channel-last kernel (wasm today), so on
-//! x86 the shipped models stayed NCHW. This asks for it on every depthwise convolution with
-//! the model's input and output locked: the tensor our code fills and reads keeps its
-//! layout, and a change that cannot travel without touching them is not made.
+//! tract 0.23 runs a depthwise convolution in NCHW with a loop along each output row (its
+//! vectorised row kernel exists for wasm only; on x86 the loop is unrolled scalar code, and a
+//! stride of 2 makes its reads strided); in NHWC its loop runs over the channels of each tap,
+//! contiguous, which the compiler vectorises. tract knows how to move a graph to NHWC
+//! (`change_axes`: the layout change travels through the neighbouring ops and cancels where
+//! it can), but its optimiser only asks for it on machines with a hand-written channel-last
+//! kernel (wasm today), so on x86 the shipped models stayed NCHW. This asks for it on the
+//! depthwise convolutions where the channel-last loop is the longer one (more channels than
+//! output columns), with the model's input and output locked: the tensor our code fills and
+//! reads keeps its layout, and a change that cannot travel without touching them is not made.
 //!
 //! Measured on the landscape model, one core: depthwise convolutions 2.0 -> 1.2 ms per
-//! inference; the output is the same to 1e-7 (another summation order).
+//! inference; the output is the same to 1e-7 (another summation order). Moving the three
+//! with fewer channels than columns too (16 x 36x64, 24 x 18x32 and 16 x 36x64 in the
+//! decoder) was 2-3 % slower over the whole model (`profile_model --versus-every-depthwise`,
+//! `benches/results/inference-profile-2026-12-03b.txt`): their rows are long, and their
+//! neighbours (the squeeze-excitation mean and scale) are slower channel-last in tract.
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::change_axes::{AxisChange, AxisOp};
 use tract_onnx::tract_core::ops::cnn::Conv;
 use tract_onnx::tract_core::optim::change_axes::change_axes;
 
-/// `model` (decluttered) with as many of its depthwise convolutions channel-last as can be,
-/// and how many layout changes were made. Inputs and outputs keep their shapes.
-pub fn depthwise_channel_last(mut model: TypedModel) -> TractResult<(TypedModel, usize)> {
+/// The shape of a depthwise convolution, for the choice of its layout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DepthwiseGeometry {
+    pub channels: usize,
+    pub output_width: usize,
+}
+
+/// The element's choice: channel-last where its loop (over the channels) is longer than the
+/// NCHW one (along an output row).
+pub fn worth_moving(geometry: DepthwiseGeometry) -> bool {
+    geometry.channels > geometry.output_width
+}
+
+/// `model` (decluttered) with its depthwise convolutions channel-last where
+/// [`worth_moving`] says so and the change can be made, and how many layout changes were
+/// made. Inputs and outputs keep their shapes.
+pub fn depthwise_channel_last(model: TypedModel) -> TractResult<(TypedModel, usize)> {
+    depthwise_channel_last_where(model, worth_moving)
+}
+
+/// [`depthwise_channel_last`] with another choice of which convolutions to move.
+pub fn depthwise_channel_last_where(
+    mut model: TypedModel,
+    choose: impl Fn(DepthwiseGeometry) -> bool,
+) -> TractResult<(TypedModel, usize)> {
     let mut tried = std::collections::HashSet::new();
     let mut changes = 0;
     loop {
@@ -35,6 +63,23 @@ pub fn depthwise_channel_last(mut model: TypedModel) -> TractResult<(TypedModel,
             let depthwise = conv.group > 1 && conv.group == conv.input_channels();
             // By name: decluttering renumbers the nodes after each change.
             if !depthwise || format.c_is_last() || !tried.insert(node.name.clone()) {
+                continue;
+            }
+            let output = model.outlet_fact(OutletId::new(node.id, 0))?;
+            let output_width = format
+                .shape(output.shape.to_tvec())?
+                .hw_dims()
+                .last()
+                .and_then(|width| width.as_i64())
+                .and_then(|width| usize::try_from(width).ok());
+            let Some(output_width) = output_width else {
+                continue;
+            };
+            let geometry = DepthwiseGeometry {
+                channels: conv.input_channels(),
+                output_width,
+            };
+            if !choose(geometry) {
                 continue;
             }
             let rank = model.outlet_fact(node.inputs[0])?.rank();
@@ -87,6 +132,11 @@ mod tests {
             .unwrap();
         let (changed, changes) = depthwise_channel_last(model.clone()).unwrap();
         assert!(changes >= 5, "only {changes} layout changes");
+        let (_, every) = depthwise_channel_last_where(model.clone(), |_| true).unwrap();
+        assert!(
+            every > changes,
+            "{every} changes moving every one, {changes} by choice"
+        );
         for (a, b) in [
             (model.input_fact(0), changed.input_fact(0)),
             (model.output_fact(0), changed.output_fact(0)),
