@@ -21,6 +21,10 @@ mod backgroundfx;
 pub use backgroundfx::{BackgroundFx, Effect, PictureFit};
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {
+    // Before any code built for the CPU extensions this build assumes can run.
+    if let Some(message) = cpu::unsupported() {
+        return Err(gst::glib::bool_error!("{message}"));
+    }
     backgroundfx::register(plugin)
 }
 

@@ -10,6 +10,10 @@ pub use encryptedfilesink::EncryptedFileSink;
 pub use encryptedfilesrc::EncryptedFileSrc;
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {
+    // Before any code built for the CPU extensions this build assumes can run.
+    if let Some(message) = cpu::unsupported() {
+        return Err(gst::glib::bool_error!("{message}"));
+    }
     encryptedfilesink::register(plugin)?;
     encryptedfilesrc::register(plugin)
 }

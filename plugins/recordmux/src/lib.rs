@@ -21,6 +21,10 @@ mod recordmux;
 pub use recordmux::{Container, PauseMode, RecordMux, RecordMuxPad, VideoPreset};
 
 fn plugin_init(plugin: &gst::Plugin) -> Result<(), gst::glib::BoolError> {
+    // Before any code built for the CPU extensions this build assumes can run.
+    if let Some(message) = cpu::unsupported() {
+        return Err(gst::glib::bool_error!("{message}"));
+    }
     recordmux::register(plugin)
 }
 
