@@ -13,8 +13,8 @@
 //!
 //! Measured on the landscape model, one core: depthwise convolutions 2.0 -> 1.2 ms per
 //! inference; the output is the same to 1e-7 (another summation order). Moving the three
-//! with fewer channels than columns too (16 x 36x64, 24 x 18x32 and 16 x 36x64 in the
-//! decoder) was 2-3 % slower over the whole model (`profile_model --versus-every-depthwise`,
+//! with fewer channels than columns too (the encoder's stride-2 16 x 36x64, the decoder's
+//! 24 x 18x32 and 16 x 36x64) was 2-3 % slower over the whole model (`profile_model --versus-every-depthwise`,
 //! `benches/results/inference-profile-2026-12-03b.txt`): their rows are long, and their
 //! neighbours (the squeeze-excitation mean and scale) are slower channel-last in tract.
 
