@@ -6,7 +6,9 @@
 //! motion and noise). Prints one JSON document on stdout. `benches/run.sh` adds the Python
 //! peers measured in the same run and the ratios.
 //!
-//!   cargo bench --bench fps -- [--seconds S] [--sizes 640x360,1280x720]
+//!   cargo bench --bench fps -- [--seconds S] [--sizes 640x360,1280x720] [--only blur-1-stills]
+//!
+//! `--only effect-interval-content` runs one case per size (for a profiler).
 
 mod common;
 
@@ -107,11 +109,16 @@ fn main() {
         seconds = 0.05;
         sizes = vec![(320, 180)];
     }
+    let mut only: Option<String> = None;
     let mut i = 1;
     while i < args.len() {
         match args[i].as_str() {
             "--seconds" => {
                 seconds = args[i + 1].parse().expect("--seconds S");
+                i += 1;
+            }
+            "--only" => {
+                only = Some(args[i + 1].to_lowercase());
                 i += 1;
             }
             "--sizes" => {
@@ -184,6 +191,10 @@ fn main() {
                 (0, "desk"),
             ];
             for (interval, content) in cases {
+                let case = format!("{effect:?}-{interval}-{content}").to_lowercase();
+                if only.as_ref().is_some_and(|only| *only != case) {
+                    continue;
+                }
                 let mut work = match content {
                     "stills" => stills.clone(),
                     name => clips.iter().find(|(n, _)| *n == name).unwrap().1.clone(),
