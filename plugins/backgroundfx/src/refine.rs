@@ -155,7 +155,8 @@ impl AlphaCurve {
     }
 }
 
-/// Upsampling geometry from the guided filter's resolution to the frame's.
+/// Upsampling geometry from the guided filter's resolution to the frame's, and the
+/// per-frame buffers of the upsampling.
 #[derive(Debug, Clone, Default)]
 pub struct AlphaUpsampler {
     columns: LinearTable,
@@ -173,6 +174,15 @@ pub struct AlphaUpsampler {
     /// are all transparent, all opaque, or to be evaluated — (first span, end span, state).
     /// Rebuilt every frame into the same vectors.
     runs: Vec<Vec<(usize, usize, u8)>>,
+    /// Per low-resolution row: the runs of spans where a frame row evaluates the alpha
+    /// with this row as its top or bottom neighbour (`(first span, end span, 1)`; the other
+    /// runs of the split are dropped).
+    needed: Vec<Vec<(usize, usize, u8)>>,
+    /// Per low-resolution row, `a` then `b` interpolated along the frame's columns
+    /// (`2 * width` values), written only where `needed`.
+    horizontal: Vec<f32>,
+    /// The states of the spans of the current and of the previous row pair.
+    cells: [Vec<u8>; 2],
 }
 
 impl AlphaUpsampler {
@@ -196,8 +206,11 @@ impl AlphaUpsampler {
             rows: LinearTable::new(low_height, height),
             low_width,
             spans,
-            saturation: Vec::with_capacity(low_width * low_height),
+            saturation: vec![UNSATURATED; low_width * low_height],
             runs: vec![Vec::new(); low_height],
+            needed: vec![Vec::new(); low_height],
+            horizontal: vec![0.0; 2 * width * low_height],
+            cells: [vec![UNSATURATED; low_width], vec![UNSATURATED; low_width]],
         }
     }
 
@@ -208,6 +221,9 @@ impl AlphaUpsampler {
     /// low-resolution neighbour columns of both neighbour rows give a saturated alpha for
     /// any luma, the alpha of the whole span between them is known without evaluating it
     /// (alpha is a convex combination of the neighbours' `a * luma + b`), and is filled.
+    /// Elsewhere the coefficients are interpolated along each low-resolution row once (not
+    /// once per frame row: ~5 frame rows share a row pair at 720p), then between the two
+    /// rows of each frame row, in one contiguous loop with the luma and the alpha curve.
     pub fn render(
         &mut self,
         coefficients: &[f32],
@@ -216,124 +232,155 @@ impl AlphaUpsampler {
         alpha: &mut [u8],
     ) {
         let width = self.columns.len();
-        let low_width = self.low_width;
-        let pair_row = 2 * low_width;
-        self.saturation.clear();
-        self.saturation
-            .extend(coefficients.chunks_exact(2).map(|pair| {
-                let (a, b) = (pair[0], pair[1]);
-                let (low, high) = (b + a.min(0.0), b + a.max(0.0));
-                if high < curve.transparent_below {
-                    SATURATED_TRANSPARENT
-                } else if low >= curve.opaque_from {
-                    SATURATED_OPAQUE
-                } else {
-                    UNSATURATED
+        classify(coefficients, curve, &mut self.saturation);
+        self.split_rows();
+        let (spans, columns, low_width) = (&self.spans, &self.columns, self.low_width);
+        let needed = &self.needed;
+        self.horizontal
+            .par_chunks_mut(2 * width)
+            .with_min_len(8)
+            .zip(coefficients.par_chunks(2 * low_width))
+            .zip(needed.par_iter())
+            .for_each(|((row, pairs), needed)| {
+                let (a, b) = row.split_at_mut(width);
+                for &(first, end, _) in needed {
+                    // Within a span the coefficients are a linear blend of two neighbours
+                    // (contiguous weights, no gather).
+                    for (j, span) in spans.iter().enumerate().take(end).skip(first) {
+                        let right = (j + 1).min(low_width - 1);
+                        let (a0, b0) = (pairs[2 * j], pairs[2 * j + 1]);
+                        let (da, db) = (pairs[2 * right] - a0, pairs[2 * right + 1] - b0);
+                        for ((a, b), &w) in a[span.clone()]
+                            .iter_mut()
+                            .zip(&mut b[span.clone()])
+                            .zip(&columns.weight[span.clone()])
+                        {
+                            *a = a0 + da * w;
+                            *b = b0 + db * w;
+                        }
+                    }
                 }
-            }));
-        // Runs once per low-resolution row pair, not per frame row (~5 frame rows share one
-        // at 720p): most of a row is a few long runs filled with memset.
-        let low_height = self.runs.len();
-        for (top, runs) in self.runs.iter_mut().enumerate() {
-            let bottom = (top + 1).min(low_height - 1);
-            let state_of = |j: usize| {
-                let (t, b) = (
-                    self.saturation[top * low_width + j],
-                    self.saturation[bottom * low_width + j],
-                );
-                if t == b { t } else { UNSATURATED }
-            };
-            runs.clear();
-            let mut left = state_of(0);
-            for j in 0..low_width {
-                let right = state_of((j + 1).min(low_width - 1));
-                let state = if left == right { left } else { UNSATURATED };
-                match runs.last_mut() {
-                    Some(run) if run.2 == state => run.1 = j + 1,
-                    _ => runs.push((j, j + 1, state)),
-                }
-                left = right;
-            }
-        }
-        let (spans, starts) = (&self.spans, &self.starts);
-        let all_runs = &self.runs;
-        let (rows, columns) = (&self.rows, &self.columns);
+            });
+        let (starts, all_runs, rows) = (&self.starts, &self.runs, &self.rows);
+        let horizontal = &self.horizontal;
         alpha
             .par_chunks_mut(width)
             .with_min_len(16)
             .enumerate()
-            .for_each_init(
-                || RowBuffers::new(pair_row, width),
-                |buffers, (y, out)| {
-                    let top = rows.index[y] as usize;
-                    let bottom = rows.next[y] as usize;
-                    let mut blended = false;
-                    for &(first, end, state) in &all_runs[top] {
-                        let run = starts[first]..starts[end];
-                        if state != UNSATURATED {
-                            out[run].fill(state);
-                            continue;
-                        }
-                        let RowBuffers { pairs, a, b, luma } = buffers;
-                        if !blended {
-                            rows.blend_rows(
-                                y,
-                                &coefficients[top * pair_row..(top + 1) * pair_row],
-                                &coefficients[bottom * pair_row..(bottom + 1) * pair_row],
-                                pairs,
-                            );
-                            blended = true;
-                        }
-                        // The coefficients along the run, span by span: within a span they
-                        // are a linear blend of two neighbours (contiguous weights, no
-                        // gather). Only these short loops follow the spans; the luma and the
-                        // alpha are one call and one loop over the whole run.
-                        for (j, span) in spans.iter().enumerate().take(end).skip(first) {
-                            let right = (j + 1).min(low_width - 1);
-                            let (a0, b0) = (pairs[2 * j], pairs[2 * j + 1]);
-                            let (da, db) = (pairs[2 * right] - a0, pairs[2 * right + 1] - b0);
-                            for ((a, b), &w) in a[span.clone()]
-                                .iter_mut()
-                                .zip(&mut b[span.clone()])
-                                .zip(&columns.weight[span.clone()])
-                            {
-                                *a = a0 + da * w;
-                                *b = b0 + db * w;
-                            }
-                        }
-                        luma_span(y, run.clone(), &mut luma[run.clone()]);
-                        for (((o, &a), &b), &l) in out[run.clone()]
-                            .iter_mut()
-                            .zip(&a[run.clone()])
-                            .zip(&b[run.clone()])
-                            .zip(&luma[run])
-                        {
-                            *o = curve.map(a * (l as f32 * (1.0 / 255.0)) + b);
-                        }
+            .for_each(|(y, out)| {
+                let top = rows.index[y] as usize;
+                let bottom = rows.next[y] as usize;
+                let weight = rows.weight[y];
+                let row = |r: usize| horizontal[2 * width * r..][..2 * width].split_at(width);
+                let ((a_top, b_top), (a_bottom, b_bottom)) = (row(top), row(bottom));
+                for &(first, end, state) in &all_runs[top] {
+                    let run = starts[first]..starts[end];
+                    if state != UNSATURATED {
+                        out[run].fill(state);
+                        continue;
                     }
-                },
-            );
+                    // The luma goes where its alpha will be, and is replaced by it.
+                    let out = &mut out[run.clone()];
+                    luma_span(y, run.clone(), out);
+                    for ((((o, &at), &ab), &bt), &bb) in out
+                        .iter_mut()
+                        .zip(&a_top[run.clone()])
+                        .zip(&a_bottom[run.clone()])
+                        .zip(&b_top[run.clone()])
+                        .zip(&b_bottom[run])
+                    {
+                        let a = at + (ab - at) * weight;
+                        let b = bt + (bb - bt) * weight;
+                        *o = curve.map(a * (*o as f32 * (1.0 / 255.0)) + b);
+                    }
+                }
+            });
     }
-}
 
-/// One rendering thread's rows: the coefficient pairs blended for its frame row, and the
-/// coefficients and luma along the frame row (indexed by frame column).
-struct RowBuffers {
-    pairs: Vec<f32>,
-    a: Vec<f32>,
-    b: Vec<f32>,
-    luma: Vec<u8>,
-}
-
-impl RowBuffers {
-    fn new(pair_row: usize, width: usize) -> Self {
-        RowBuffers {
-            pairs: vec![0.0; pair_row],
-            a: vec![0.0; width],
-            b: vec![0.0; width],
-            luma: vec![0; width],
+    /// Splits each row pair into runs of spans (`runs`), and marks for each low-resolution
+    /// row the spans a frame row evaluates with it as a neighbour (`needed`: those of the
+    /// pair it starts and of the pair above, where it is the bottom row).
+    fn split_rows(&mut self) {
+        let low_width = self.low_width;
+        let low_height = self.runs.len();
+        let [cells, above] = &mut self.cells;
+        // No pair above the first row.
+        above.fill(SATURATED_TRANSPARENT);
+        for (top, (runs, needed)) in self.runs.iter_mut().zip(&mut self.needed).enumerate() {
+            let bottom = (top + 1).min(low_height - 1);
+            cell_states(
+                &self.saturation[top * low_width..(top + 1) * low_width],
+                &self.saturation[bottom * low_width..(bottom + 1) * low_width],
+                cells,
+            );
+            run_lengths(cells, runs);
+            // Cells to evaluate in either pair become 1, the others 0.
+            for (above, &cell) in above.iter_mut().zip(cells.iter()) {
+                *above = ((*above == UNSATURATED) | (cell == UNSATURATED)) as u8;
+            }
+            run_lengths(above, needed);
+            needed.retain(|run| run.2 == 1);
+            std::mem::swap(cells, above);
         }
     }
+}
+
+/// Per low-resolution pixel: whether its alpha is 0 for any luma (`SATURATED_TRANSPARENT`),
+/// 255 for any luma (`SATURATED_OPAQUE`), or depends on the luma (`UNSATURATED`). Without
+/// branches, so that the loop vectorises: the two tests cannot both hold (`low <= high`
+/// and `transparent_below <= opaque_from`), and the sum maps them to 0, 255 and 1.
+fn classify(coefficients: &[f32], curve: &AlphaCurve, saturation: &mut [u8]) {
+    let (transparent_below, opaque_from) = (curve.transparent_below, curve.opaque_from);
+    for (state, pair) in saturation.iter_mut().zip(coefficients.as_chunks::<2>().0) {
+        let [a, b] = *pair;
+        // A NaN compares false both ways: unsaturated, evaluated (and mapped to 0) per pixel.
+        let transparent = (b + a.max(0.0) < transparent_below) as u8;
+        let opaque = (b + a.min(0.0) >= opaque_from) as u8;
+        *state = (1 - transparent) * UNSATURATED + opaque * (SATURATED_OPAQUE - UNSATURATED);
+    }
+}
+
+// What `classify`'s arithmetic assumes of the states.
+const _: () = assert!(SATURATED_TRANSPARENT == 0 && UNSATURATED == 1);
+
+/// The state of each span between low-resolution columns `j` and `j + 1` of a row pair:
+/// saturated only if all four corners agree. `top` and `bottom` are two rows of
+/// [`classify`]'s states; the last span has its column twice.
+fn cell_states(top: &[u8], bottom: &[u8], cells: &mut [u8]) {
+    let agree = |x: u8, y: u8| if x == y { x } else { UNSATURATED };
+    for ((cell, &t), &b) in cells.iter_mut().zip(top).zip(bottom) {
+        *cell = agree(t, b);
+    }
+    let last = cells.len() - 1;
+    for j in 0..last {
+        cells[j] = agree(cells[j], cells[j + 1]);
+    }
+}
+
+/// Splits `cells` into runs of equal state (first, end, state). Whole blocks of 16 cells
+/// that continue the current run are taken at once, compared as one 128-bit word: most of
+/// a row is one or two runs.
+fn run_lengths(cells: &[u8], runs: &mut Vec<(usize, usize, u8)>) {
+    const BLOCK: usize = 16;
+    runs.clear();
+    let mut start = 0;
+    let mut state = cells[0];
+    let mut j = 1;
+    while j < cells.len() {
+        if let Some(block) = cells.get(j..j + BLOCK)
+            && u128::from_ne_bytes(block.try_into().expect("16 cells"))
+                == u128::from_ne_bytes([state; BLOCK])
+        {
+            j += BLOCK;
+            continue;
+        }
+        if cells[j] != state {
+            runs.push((start, j, state));
+            (start, state) = (j, cells[j]);
+        }
+        j += 1;
+    }
+    runs.push((start, cells.len(), state));
 }
 
 const SATURATED_TRANSPARENT: u8 = 0;
@@ -392,11 +439,11 @@ mod tests {
                     columns.next[x] as usize,
                     columns.weight[x],
                 );
-                let pair = |column: usize, k: usize| {
-                    at(t, column, k) + (at(b, column, k) - at(t, column, k)) * wy
-                };
-                let a = pair(l, 0) + (pair(r, 0) - pair(l, 0)) * wx;
-                let offset = pair(l, 1) + (pair(r, 1) - pair(l, 1)) * wx;
+                // Along each of the two rows first, then between them.
+                let along =
+                    |row: usize, k: usize| at(row, l, k) + (at(row, r, k) - at(row, l, k)) * wx;
+                let between = |k: usize| along(t, k) + (along(b, k) - along(t, k)) * wy;
+                let (a, offset) = (between(0), between(1));
                 out[y * size.0 + x] =
                     curve.map(a * (luma[y * size.0 + x] as f32 * (1.0 / 255.0)) + offset);
             }
@@ -408,33 +455,66 @@ mod tests {
     fn alpha_upsampler_matches_the_reference() {
         // Blocks of certain background, certain person and edges, on a textured frame,
         // upscaled by a non-integer factor and (second size) to fewer columns than the map.
+        // Frame after frame with the blocks moving: the upsampler keeps buffers between
+        // frames, and what an earlier frame left in them must never show.
         let low = (24, 12);
-        let coefficients: Vec<f32> = (0..low.0 * low.1)
-            .flat_map(|i| {
-                let (x, y) = (i % low.0, i / low.0);
-                match (x / 6 + y / 4) % 3 {
-                    0 => [0.0, 0.0],
-                    1 => [0.0, 1.0],
-                    _ => [
-                        ((i * 7) % 11) as f32 / 10.0 - 0.5,
-                        ((i * 5) % 13) as f32 / 12.0,
-                    ],
-                }
-            })
-            .collect();
+        let coefficients = |shift: usize| -> Vec<f32> {
+            (0..low.0 * low.1)
+                .flat_map(|i| {
+                    let (x, y) = (i % low.0 + shift, i / low.0 + shift / 2);
+                    match (x / 6 + y / 4) % 3 {
+                        0 => [0.0, 0.0],
+                        1 => [0.0, 1.0],
+                        _ => [
+                            ((i * 7) % 11) as f32 / 10.0 - 0.5,
+                            ((i * 5) % 13) as f32 / 12.0,
+                        ],
+                    }
+                })
+                .collect()
+        };
         let curve = AlphaCurve::new(0.5, 0.4);
         for size in [(101, 37), (20, 9)] {
             let luma: Vec<u8> = (0..size.0 * size.1).map(|i| (i * 37 % 256) as u8).collect();
             let mut upsampler = AlphaUpsampler::new(low.0, low.1, size.0, size.1);
-            let mut fast = vec![7u8; size.0 * size.1];
-            upsampler.render(
-                &coefficients,
-                &curve,
-                |y, span, out| out.copy_from_slice(&luma[y * size.0..][span]),
-                &mut fast,
-            );
-            let slow = render_reference(&coefficients, low, size, &curve, &luma);
-            assert_eq!(fast, slow, "{size:?}");
+            for shift in [0, 3, 7, 12] {
+                let coefficients = coefficients(shift);
+                let mut fast = vec![7u8; size.0 * size.1];
+                upsampler.render(
+                    &coefficients,
+                    &curve,
+                    |y, span, out| out.copy_from_slice(&luma[y * size.0..][span]),
+                    &mut fast,
+                );
+                let slow = render_reference(&coefficients, low, size, &curve, &luma);
+                assert_eq!(fast, slow, "{size:?}, shift {shift}");
+            }
+        }
+    }
+
+    #[test]
+    fn run_lengths_match_a_cell_by_cell_split() {
+        // Long runs (taken 16 cells at a time), short ones, and runs ending at a block's edge.
+        let patterns: [&dyn Fn(usize) -> u8; 4] = [
+            &|j| [0, 255, 1][j / 37 % 3],
+            &|j| [0, 1][(j % 7 == 0) as usize],
+            &|j| if (16..48).contains(&j) { 0 } else { 255 },
+            &|_| 1,
+        ];
+        for pattern in patterns {
+            for len in [1, 15, 16, 17, 33, 100] {
+                let cells: Vec<u8> = (0..len).map(pattern).collect();
+                let mut expected: Vec<(usize, usize, u8)> = Vec::new();
+                for (j, &cell) in cells.iter().enumerate() {
+                    match expected.last_mut() {
+                        Some(run) if run.2 == cell => run.1 = j + 1,
+                        _ => expected.push((j, j + 1, cell)),
+                    }
+                }
+                let mut runs = Vec::new();
+                run_lengths(&cells, &mut runs);
+                assert_eq!(runs, expected, "{cells:?}");
+            }
         }
     }
 
