@@ -22,7 +22,7 @@ use crate::boxfilter::{BoxScratch, box_mean};
 use crate::composite::{PlaneBackground, RowLerp, composite_plane};
 use crate::layout::{FrameMut, PixelLayout, plane_size};
 use crate::plane::{self, OwnedPlane, Plane};
-use crate::resample::{LinearTable, MapResizer};
+use crate::resample::{LinearTable, MapResizer, RowUpscaler};
 
 /// Background weight never reaches zero, so a pixel deep inside the person still gets a
 /// defined (plain) blur; near an edge background pixels outweigh person pixels ~500:1.
@@ -43,6 +43,8 @@ struct BlurredPlane {
     weighted: Vec<f32>,
     /// The result at the plane's width and the work height.
     columns: OwnedPlane,
+    /// From the work width to the plane's width.
+    upscaler: RowUpscaler,
     /// For each row of the plane, the two rows of `columns` it is interpolated between.
     rows: Vec<RowLerp>,
 }
@@ -85,6 +87,7 @@ impl BlurredBackground {
                     work: OwnedPlane::new(work_width, work_height, channels),
                     weighted: vec![0.0; work_width * work_height * (channels + 1)],
                     columns: OwnedPlane::new(pw, work_height, channels),
+                    upscaler: RowUpscaler::new(work_width, pw),
                     rows: row_lerps(work_height, ph),
                 }
             })
@@ -163,12 +166,20 @@ impl BlurredBackground {
                 2 => weighted_blur::<2, 3>(blurred, &work, scratch),
                 _ => weighted_blur::<1, 2>(blurred, &work, scratch),
             }
-            plane::resize(
-                resizer,
-                blurred.work.as_plane(),
-                &mut blurred.columns.as_plane_mut(),
-                plane::BILINEAR,
-            );
+            let BlurredPlane {
+                work,
+                columns,
+                upscaler,
+                ..
+            } = blurred;
+            let (work, mut columns) = (work.as_plane(), columns.as_plane_mut());
+            for (row, out) in work.rows().zip(columns.rows_mut()) {
+                match source.channels {
+                    4 => upscaler.upscale::<4>(row, out),
+                    2 => upscaler.upscale::<2>(row, out),
+                    _ => upscaler.upscale::<1>(row, out),
+                }
+            }
         }
     }
 
