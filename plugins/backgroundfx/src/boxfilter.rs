@@ -33,11 +33,11 @@ fn inverse_counts(out: &mut Vec<f32>, len: usize, radius: usize, repeat: usize) 
 /// pixels of `SLOTS` interleaved values; `SLOTS` is a constant so that the loops unroll.
 ///
 /// One pass down the rows: the column sums of the window are kept for a whole row
-/// (contiguous, vectorised), and each output row is the sum of `2 * radius + 1` shifted
-/// copies of them (vectorised too: no running sum along the row, whose dependency chain
-/// would run one value at a time). The cost grows with the radius; this crate's radii are
-/// small (2 for the guided filter, about 3 for the blur). Everything but `data` stays in
-/// L1: no copy of the map.
+/// (contiguous, vectorised), and each output value is the sum of `2 * radius + 1` shifted
+/// column sums (vectorised too: no running sum along the row, whose dependency chain
+/// would run one value at a time; see [`window_means`]). The cost grows with the radius;
+/// this crate's radii are small (2 for the guided filter, about 3 for the blur).
+/// Everything but `data` stays in L1: no copy of the map.
 pub fn box_mean<const SLOTS: usize>(
     data: &mut [f32],
     width: usize,
@@ -67,26 +67,11 @@ pub fn box_mean<const SLOTS: usize>(
             *s += v;
         }
     }
-    let reach = radius.min(width - 1);
     for y in 0..height {
         let slot = (y % ring_rows) * row_len;
         let (row, later) = data[y * row_len..].split_at_mut(row_len);
         ring[slot..slot + row_len].copy_from_slice(row);
-        // row = sum over the shifts k of sums[x + k], clipped to the row.
-        row.copy_from_slice(sums);
-        for k in 1..=reach {
-            let shift = k * SLOTS;
-            for (o, s) in row[..row_len - shift].iter_mut().zip(&sums[shift..]) {
-                *o += s;
-            }
-            for (o, s) in row[shift..].iter_mut().zip(&sums[..row_len - shift]) {
-                *o += s;
-            }
-        }
-        let inverse_row = inverse_rows[y];
-        for (o, inverse) in row.iter_mut().zip(inverse_columns.iter()) {
-            *o *= inverse * inverse_row;
-        }
+        window_means::<SLOTS>(sums, radius, inverse_columns, inverse_rows[y], row);
         // Slide the window down: the row below it enters (still the input: only rows up
         // to y were overwritten), the top one leaves (from the ring).
         if y + radius + 1 < height {
@@ -100,6 +85,95 @@ pub fn box_mean<const SLOTS: usize>(
             for (s, v) in sums.iter_mut().zip(&ring[leave..leave + row_len]) {
                 *s -= v;
             }
+        }
+    }
+}
+
+/// `row` = the clipped window sums of the column sums `sums` along the row, times the
+/// inverse sample counts. The radii this crate uses are compiled each with the window as
+/// a constant: one pass in which the compiler adds the shifted values in registers; any
+/// other radius adds one shifted copy of the row at a time.
+fn window_means<const SLOTS: usize>(
+    sums: &[f32],
+    radius: usize,
+    inverse_columns: &[f32],
+    inverse_row: f32,
+    row: &mut [f32],
+) {
+    let width = row.len() / SLOTS;
+    match radius {
+        1 if width > 2 => window_means_of::<SLOTS, 1>(sums, inverse_columns, inverse_row, row),
+        2 if width > 4 => window_means_of::<SLOTS, 2>(sums, inverse_columns, inverse_row, row),
+        3 if width > 6 => window_means_of::<SLOTS, 3>(sums, inverse_columns, inverse_row, row),
+        _ => {
+            let row_len = row.len();
+            row.copy_from_slice(sums);
+            for k in 1..=radius.min(width - 1) {
+                let shift = k * SLOTS;
+                for (o, s) in row[..row_len - shift].iter_mut().zip(&sums[shift..]) {
+                    *o += s;
+                }
+                for (o, s) in row[shift..].iter_mut().zip(&sums[..row_len - shift]) {
+                    *o += s;
+                }
+            }
+            for (o, inverse) in row.iter_mut().zip(inverse_columns) {
+                *o *= inverse * inverse_row;
+            }
+        }
+    }
+}
+
+/// Values per step of [`window_means_of`]: one AVX2 vector.
+const LANES: usize = 8;
+
+/// [`window_means`] for radius `R` on a row wider than the window.
+fn window_means_of<const SLOTS: usize, const R: usize>(
+    sums: &[f32],
+    inverse_columns: &[f32],
+    inverse_row: f32,
+    row: &mut [f32],
+) {
+    let row_len = row.len();
+    let reach = R * SLOTS;
+    // Away from the ends every window is whole: the shifted values at constant offsets,
+    // eight at a time (fixed-size arrays: one bounds check per eight values, and the lanes
+    // become one vector operation).
+    let inner = row_len - 2 * reach;
+    let scale = |i: usize| inverse_columns[reach + i] * inverse_row;
+    let out = &mut row[reach..reach + inner];
+    let lanes = inner / LANES * LANES;
+    for (chunk, o) in out[..lanes]
+        .as_chunks_mut::<LANES>()
+        .0
+        .iter_mut()
+        .enumerate()
+    {
+        let i = chunk * LANES;
+        let mut sum = [0.0f32; LANES];
+        for k in 0..=2 * R {
+            let shifted: &[f32; LANES] = sums[i + k * SLOTS..][..LANES].try_into().unwrap();
+            for (s, v) in sum.iter_mut().zip(shifted) {
+                *s += v;
+            }
+        }
+        let inverse: &[f32; LANES] = inverse_columns[reach + i..][..LANES].try_into().unwrap();
+        for ((o, s), inverse) in o.iter_mut().zip(sum).zip(inverse) {
+            *o = s * (inverse * inverse_row);
+        }
+    }
+    for i in lanes..inner {
+        let sum: f32 = (0..=2 * R).map(|k| sums[i + k * SLOTS]).sum();
+        out[i] = sum * scale(i);
+    }
+    // The R pixels at each end, whose windows are clipped.
+    let width = row_len / SLOTS;
+    for x in (0..R).chain(width - R..width) {
+        let (first, end) = (x.saturating_sub(R), (x + R + 1).min(width));
+        for c in 0..SLOTS {
+            let sum: f32 = (first..end).map(|xx| sums[xx * SLOTS + c]).sum();
+            let i = x * SLOTS + c;
+            row[i] = sum * (inverse_columns[i] * inverse_row);
         }
     }
 }
@@ -141,8 +215,8 @@ mod tests {
     #[test]
     fn matches_the_reference_for_every_slot_count_and_radius() {
         let mut scratch = BoxScratch::default();
-        for (width, height) in [(11, 6), (1, 5), (7, 1), (3, 3)] {
-            for radius in [0, 1, 2, 5] {
+        for (width, height) in [(11, 6), (1, 5), (7, 1), (3, 3), (40, 9)] {
+            for radius in [0, 1, 2, 3, 5] {
                 let source = pattern(width * height * 5);
                 let mut one = source[..width * height].to_vec();
                 box_mean::<1>(&mut one, width, height, radius, &mut scratch);
