@@ -306,9 +306,11 @@ impl Processor {
         let start = Instant::now();
         self.model_input
             .sample(&mut self.resizer, frame, &mut self.guide);
+        // The frame difference of automatic inference counts as model input.
+        let due = self.inference_due(params);
         let sampled = Instant::now();
         self.stats.model_input_s += (sampled - start).as_secs_f64();
-        if !self.inference_due(params) {
+        if !due {
             self.frames_since_inference += 1;
             return (MaskSource::Reused, None);
         }
@@ -322,8 +324,10 @@ impl Processor {
         self.stats.inference_s += (inferred - sampled).as_secs_f64();
         match result {
             Ok(()) => {
+                // Temporal smoothing is part of the mask refinement.
                 self.temporal
                     .apply(&mut self.mask, params.temporal_smoothing);
+                self.stats.refine_s += inferred.elapsed().as_secs_f64();
                 self.inferred_guide.copy_from_slice(&self.guide);
                 self.mask_valid = true;
                 self.frames_since_inference = 0;
