@@ -3,14 +3,15 @@
 //! (borders are not darkened). The guided filter uses it on single maps, the blur on
 //! premultiplied colour + weight (where only ratios matter, so the normalisation cancels).
 
-/// Reusable buffers of [`box_mean`], kept by the caller so that no frame allocates.
+/// Reusable buffers of the box filter, kept by the caller so that no frame allocates.
 #[derive(Debug, Default, Clone)]
 pub struct BoxScratch {
-    /// The last `radius + 1` input rows, still to be subtracted from the column sums after
-    /// the output overwrote them.
+    /// The input rows in the window and the one entering it next (`2 * radius + 2` rows).
     ring: Vec<f32>,
     /// Column sums of the current window, one per value of a row.
     sums: Vec<f32>,
+    /// The output row being made.
+    row: Vec<f32>,
     /// `1 / samples` of each clipped window along a row, one per value of a row.
     inverse_columns: Vec<f32>,
     /// The same down a column, one per row.
@@ -29,15 +30,18 @@ fn inverse_counts(out: &mut Vec<f32>, len: usize, radius: usize, repeat: usize) 
     }
 }
 
+/// Where a streamed box filter ([`box_mean_rows`]) takes its input rows from and gives its
+/// output rows to. Both are asked for in order; the input runs `radius` rows ahead of the
+/// output (input row `y + radius` is asked for before output row `y` is given).
+pub trait RowStream {
+    /// Writes input row `y` (`width * SLOTS` values).
+    fn input(&mut self, y: usize, row: &mut [f32]);
+    /// Takes output row `y`: the window means.
+    fn output(&mut self, y: usize, row: &[f32]);
+}
+
 /// In place: every value becomes the mean of its window. `data` holds `width * height`
 /// pixels of `SLOTS` interleaved values; `SLOTS` is a constant so that the loops unroll.
-///
-/// One pass down the rows: the column sums of the window are kept for a whole row
-/// (contiguous, vectorised), and each output value is the sum of `2 * radius + 1` shifted
-/// column sums (vectorised too: no running sum along the row, whose dependency chain
-/// would run one value at a time; see [`window_means`]). The cost grows with the radius;
-/// this crate's radii are small (2 for the guided filter, about 3 for the blur).
-/// Everything but `data` stays in L1: no copy of the map.
 pub fn box_mean<const SLOTS: usize>(
     data: &mut [f32],
     width: usize,
@@ -47,42 +51,81 @@ pub fn box_mean<const SLOTS: usize>(
 ) {
     let row_len = width * SLOTS;
     assert!(data.len() >= row_len * height, "map too short");
+    /// Rows from `data` and back into it: a row is overwritten only after the window has
+    /// read it (the input runs ahead of the output).
+    struct InPlace<'a> {
+        data: &'a mut [f32],
+        row_len: usize,
+    }
+    impl RowStream for InPlace<'_> {
+        fn input(&mut self, y: usize, row: &mut [f32]) {
+            row.copy_from_slice(&self.data[y * self.row_len..][..self.row_len]);
+        }
+        fn output(&mut self, y: usize, row: &[f32]) {
+            self.data[y * self.row_len..][..self.row_len].copy_from_slice(row);
+        }
+    }
+    let mut rows = InPlace { data, row_len };
+    box_mean_rows::<SLOTS>(width, height, radius, scratch, &mut rows);
+}
+
+/// The box mean of a map that is never stored whole: its rows are made by `rows.input` as
+/// the window reaches them, and the means handed to `rows.output` row by row (the guided
+/// filter makes its moment rows from the guide and the mask, and turns each mean row into
+/// coefficients at once). `SLOTS` interleaved values per pixel.
+///
+/// One pass down the rows: the column sums of the window are kept for a whole row
+/// (contiguous, vectorised), and each output value is the sum of `2 * radius + 1` shifted
+/// column sums (vectorised too: no running sum along the row, whose dependency chain
+/// would run one value at a time; see [`window_means`]). The cost grows with the radius;
+/// this crate's radii are small (2 for the guided filter, about 3 for the blur). The
+/// window's rows, the sums and the output row stay in L1 (2 * radius + 4 rows).
+pub fn box_mean_rows<const SLOTS: usize>(
+    width: usize,
+    height: usize,
+    radius: usize,
+    scratch: &mut BoxScratch,
+    rows: &mut impl RowStream,
+) {
     if width == 0 || height == 0 {
         return;
     }
+    let row_len = width * SLOTS;
     let BoxScratch {
         ring,
         sums,
+        row,
         inverse_columns,
         inverse_rows,
     } = scratch;
     inverse_counts(inverse_columns, width, radius, SLOTS);
     inverse_counts(inverse_rows, height, radius, 1);
-    let ring_rows = radius + 1;
+    let ring_rows = 2 * radius + 2;
     ring.resize(ring_rows * row_len, 0.0);
+    row.resize(row_len, 0.0);
     sums.clear();
     sums.resize(row_len, 0.0);
-    for row in data[..row_len * (radius + 1).min(height)].chunks_exact(row_len) {
-        for (s, v) in sums.iter_mut().zip(row) {
+    let slot = |y: usize| (y % ring_rows) * row_len..(y % ring_rows + 1) * row_len;
+    for y in 0..(radius + 1).min(height) {
+        let entering = &mut ring[slot(y)];
+        rows.input(y, entering);
+        for (s, v) in sums.iter_mut().zip(entering.iter()) {
             *s += v;
         }
     }
     for y in 0..height {
-        let slot = (y % ring_rows) * row_len;
-        let (row, later) = data[y * row_len..].split_at_mut(row_len);
-        ring[slot..slot + row_len].copy_from_slice(row);
         window_means::<SLOTS>(sums, radius, inverse_columns, inverse_rows[y], row);
-        // Slide the window down: the row below it enters (still the input: only rows up
-        // to y were overwritten), the top one leaves (from the ring).
+        rows.output(y, row);
+        // Slide the window down: the row below it enters, the top one leaves.
         if y + radius + 1 < height {
-            let enter = &later[radius * row_len..][..row_len];
-            for (s, v) in sums.iter_mut().zip(enter) {
+            let entering = &mut ring[slot(y + radius + 1)];
+            rows.input(y + radius + 1, entering);
+            for (s, v) in sums.iter_mut().zip(entering.iter()) {
                 *s += v;
             }
         }
         if y >= radius {
-            let leave = ((y - radius) % ring_rows) * row_len;
-            for (s, v) in sums.iter_mut().zip(&ring[leave..leave + row_len]) {
+            for (s, v) in sums.iter_mut().zip(&ring[slot(y - radius)]) {
                 *s -= v;
             }
         }

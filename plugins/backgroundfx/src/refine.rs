@@ -12,7 +12,7 @@
 
 use rayon::prelude::*;
 
-use crate::boxfilter::{BoxScratch, box_mean};
+use crate::boxfilter::{BoxScratch, RowStream, box_mean, box_mean_rows};
 use crate::resample::LinearTable;
 
 /// Uncertainty-weighted exponential smoothing of the person mask.
@@ -49,8 +49,6 @@ impl TemporalFilter {
 pub struct GuidedFilter {
     width: usize,
     height: usize,
-    /// Per pixel (guide, mask, guide * mask, guide^2), box-filtered in one pass.
-    moments: Vec<f32>,
     scratch: BoxScratch,
     /// Interleaved (a, b) per low-resolution pixel, after the final box mean.
     pub coefficients: Vec<f32>,
@@ -58,13 +56,11 @@ pub struct GuidedFilter {
 
 impl GuidedFilter {
     pub fn new(width: usize, height: usize) -> Self {
-        let n = width * height;
         GuidedFilter {
             width,
             height,
-            moments: vec![0.0; 4 * n],
             scratch: BoxScratch::default(),
-            coefficients: vec![0.0; 2 * n],
+            coefficients: vec![0.0; 2 * width * height],
         }
     }
 
@@ -78,31 +74,64 @@ impl GuidedFilter {
 
     /// `guide` in [0, 1]; `mask` person probability. `epsilon` is the regularisation: larger
     /// follows the mask more, smaller follows the guide's edges more.
+    ///
+    /// The four moments (guide, mask, guide * mask, guide^2) are box-filtered as a stream:
+    /// each moment row is made when the window reaches it and each mean row becomes
+    /// coefficients at once, so the moments are never stored whole (4 maps that did not
+    /// fit in L2 beside the model's tensors).
     pub fn compute(&mut self, guide: &[f32], mask: &[f32], radius: usize, epsilon: f32) {
         let (w, h) = (self.width, self.height);
-        for ((m, &g), &p) in self.moments.chunks_exact_mut(4).zip(guide).zip(mask) {
-            m.copy_from_slice(&[g, p, g * p, g * g]);
-        }
-        box_mean::<4>(&mut self.moments, w, h, radius, &mut self.scratch);
-        // a = cov(I, p) / (var(I) + eps), b = mean(p) - a * mean(I).
-        for (c, m) in self
-            .coefficients
-            .chunks_exact_mut(2)
-            .zip(self.moments.chunks_exact(4))
-        {
-            let (mean_i, mean_p) = (m[0], m[1]);
-            let covariance = m[2] - mean_i * mean_p;
-            let variance = m[3] - mean_i * mean_i;
-            let a = covariance / (variance + epsilon);
-            c[0] = a;
-            c[1] = mean_p - a * mean_i;
-        }
+        let mut moments = Moments {
+            guide,
+            mask,
+            width: w,
+            epsilon,
+            coefficients: &mut self.coefficients,
+        };
+        box_mean_rows::<4>(w, h, radius, &mut self.scratch, &mut moments);
         box_mean::<2>(&mut self.coefficients, w, h, radius, &mut self.scratch);
     }
 
     /// Coefficients that give alpha 0 everywhere (fail closed: the whole frame is background).
     pub fn set_all_background(&mut self) {
         self.coefficients.fill(0.0);
+    }
+}
+
+/// The guided filter's first box mean as a [`RowStream`]: moment rows in, coefficient rows
+/// out (before their own box mean).
+struct Moments<'a> {
+    guide: &'a [f32],
+    mask: &'a [f32],
+    width: usize,
+    epsilon: f32,
+    coefficients: &'a mut [f32],
+}
+
+impl RowStream for Moments<'_> {
+    fn input(&mut self, y: usize, row: &mut [f32]) {
+        let guide = &self.guide[y * self.width..][..self.width];
+        let mask = &self.mask[y * self.width..][..self.width];
+        for ((m, &g), &p) in row.as_chunks_mut::<4>().0.iter_mut().zip(guide).zip(mask) {
+            *m = [g, p, g * p, g * g];
+        }
+    }
+
+    fn output(&mut self, y: usize, means: &[f32]) {
+        let coefficients = &mut self.coefficients[2 * y * self.width..][..2 * self.width];
+        // a = cov(I, p) / (var(I) + eps), b = mean(p) - a * mean(I).
+        for (c, m) in coefficients
+            .as_chunks_mut::<2>()
+            .0
+            .iter_mut()
+            .zip(means.as_chunks::<4>().0)
+        {
+            let [mean_i, mean_p, mean_ip, mean_ii] = *m;
+            let covariance = mean_ip - mean_i * mean_p;
+            let variance = mean_ii - mean_i * mean_i;
+            let a = covariance / (variance + self.epsilon);
+            *c = [a, mean_p - a * mean_i];
+        }
     }
 }
 
@@ -411,6 +440,46 @@ mod tests {
         let jump = alpha_at(9) - alpha_at(10);
         let ramp = mask[4 * w + 9] - mask[4 * w + 10];
         assert!(jump > 2.5 * ramp, "jump {jump} ramp {ramp}");
+    }
+
+    #[test]
+    fn guided_filter_matches_its_plain_definition() {
+        use crate::boxfilter::box_mean_reference;
+        let (w, h, radius, epsilon) = (37, 23, 2, 2e-3);
+        let guide: Vec<f32> = (0..w * h)
+            .map(|i| ((i * 37) % 101) as f32 / 100.0)
+            .collect();
+        let mask: Vec<f32> = (0..w * h)
+            .map(|i| ((i % w) as f32 / w as f32 + ((i * 13) % 7) as f32 * 0.02).min(1.0))
+            .collect();
+        let mut filter = GuidedFilter::new(w, h);
+        filter.compute(&guide, &mask, radius, epsilon);
+        // Each map filtered on its own, in f64 sums, every window summed anew.
+        let mean = |map: Vec<f32>| box_mean_reference(&map, w, h, 1, radius);
+        let product = |x: &[f32], y: &[f32]| x.iter().zip(y).map(|(a, b)| a * b).collect();
+        let (mean_i, mean_p) = (mean(guide.clone()), mean(mask.clone()));
+        let (mean_ip, mean_ii) = (mean(product(&guide, &mask)), mean(product(&guide, &guide)));
+        let a: Vec<f32> = (0..w * h)
+            .map(|i| {
+                let covariance = mean_ip[i] - mean_i[i] * mean_p[i];
+                covariance / (mean_ii[i] - mean_i[i] * mean_i[i] + epsilon)
+            })
+            .collect();
+        let b = (0..w * h).map(|i| mean_p[i] - a[i] * mean_i[i]).collect();
+        let (a, b) = (mean(a), mean(b));
+        for i in 0..w * h {
+            let (fast_a, fast_b) = (filter.coefficients[2 * i], filter.coefficients[2 * i + 1]);
+            assert!(
+                (fast_a - a[i]).abs() < 1e-3,
+                "a at {i}: {fast_a} vs {}",
+                a[i]
+            );
+            assert!(
+                (fast_b - b[i]).abs() < 1e-3,
+                "b at {i}: {fast_b} vs {}",
+                b[i]
+            );
+        }
     }
 
     /// The plain definition of `AlphaUpsampler::render`: every pixel evaluated.
