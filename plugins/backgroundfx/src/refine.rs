@@ -217,15 +217,7 @@ pub struct AlphaUpsampler {
 impl AlphaUpsampler {
     pub fn new(low_width: usize, low_height: usize, width: usize, height: usize) -> Self {
         let columns = LinearTable::new(low_width, width);
-        let mut spans = vec![0..0; low_width];
-        for (x, &j) in columns.index.iter().enumerate() {
-            let span = &mut spans[j as usize];
-            if span.end == 0 {
-                *span = x..x + 1;
-            } else {
-                span.end = x + 1;
-            }
-        }
+        let spans = columns.spans(low_width);
         let starts = (0..=low_width)
             .map(|j| columns.index.iter().filter(|&&i| (i as usize) < j).count())
             .collect();

@@ -63,6 +63,21 @@ impl LinearTable {
         self.index.len()
     }
 
+    /// For each of the `source` samples j, the target samples interpolated between j and
+    /// j + 1 (those whose left index is j; empty for a j no target sample starts from).
+    pub fn spans(&self, source: usize) -> Vec<std::ops::Range<usize>> {
+        let mut spans = vec![0..0; source];
+        for (t, &j) in self.index.iter().enumerate() {
+            let span = &mut spans[j as usize];
+            if span.end == 0 {
+                *span = t..t + 1;
+            } else {
+                span.end = t + 1;
+            }
+        }
+        spans
+    }
+
     pub fn is_empty(&self) -> bool {
         self.index.is_empty()
     }
@@ -93,17 +108,8 @@ pub struct RowUpscaler {
 impl RowUpscaler {
     pub fn new(source: usize, target: usize) -> Self {
         let table = LinearTable::new(source, target);
-        let mut spans = vec![0..0; source];
-        for (x, &j) in table.index.iter().enumerate() {
-            let span = &mut spans[j as usize];
-            if span.end == 0 {
-                *span = x..x + 1;
-            } else {
-                span.end = x + 1;
-            }
-        }
         RowUpscaler {
-            spans,
+            spans: table.spans(source),
             weights: table
                 .weight
                 .iter()
