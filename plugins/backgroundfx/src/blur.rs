@@ -5,9 +5,10 @@
 //! A blur this strong (sigma ~1/20 of the frame height) does not need the full resolution:
 //! each plane is area-downscaled to a work size where sigma is ~3 pixels, blurred there
 //! with three box passes, and bilinearly upscaled back: horizontally here, to the plane's
-//! width at the work height (`fast_image_resize` for both resizes), vertically by the
-//! composite on the fly, only where the background shows. The cost hardly depends on the
-//! frame size, and no full-size background is ever written.
+//! width at the work height (`resample::RowUpscaler`; the downscale is
+//! `fast_image_resize`'s), vertically by the composite on the fly, only where the
+//! background shows. The cost hardly depends on the frame size, and no full-size
+//! background is ever written.
 //!
 //! The frame is already area-downscaled once per frame, to the model's input size. When the
 //! work size is no larger than that (every strength from about 21 up at 16:9), the work

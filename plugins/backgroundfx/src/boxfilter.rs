@@ -1,7 +1,9 @@
 //! The one box filter of the crate: the mean over a (2r+1)^2 window of interleaved f32
 //! maps, windows clipped at the borders and normalised by the number of samples inside
-//! (borders are not darkened). The guided filter uses it on single maps, the blur on
-//! premultiplied colour + weight (where only ratios matter, so the normalisation cancels).
+//! (borders are not darkened). The guided filter streams its four moments through it (the
+//! moment map is never stored) and filters its two coefficient maps in place; the blur
+//! filters premultiplied colour + weight in place (where only ratios matter, so the
+//! normalisation cancels).
 
 /// Reusable buffers of the box filter, kept by the caller so that no frame allocates.
 #[derive(Debug, Default, Clone)]

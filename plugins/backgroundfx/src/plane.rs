@@ -211,7 +211,7 @@ pub fn resize(
 
 /// Area-averaging downscale (what OpenCV calls INTER_AREA).
 pub const AREA: fir::ResizeAlg = fir::ResizeAlg::Convolution(fir::FilterType::Box);
-/// Bilinear interpolation (upscaling of smooth, low-resolution planes).
+/// Bilinear interpolation: what the crate's own upscalers (`resample`) are tested against.
 pub const BILINEAR: fir::ResizeAlg = fir::ResizeAlg::Interpolation(fir::FilterType::Bilinear);
 
 #[cfg(test)]
