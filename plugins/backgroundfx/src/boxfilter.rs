@@ -115,21 +115,34 @@ pub fn box_mean_rows<const SLOTS: usize>(
             *s += v;
         }
     }
-    for y in 0..height {
-        window_means::<SLOTS>(sums, radius, inverse_columns, inverse_rows[y], row);
+    for (y, &inverse_row) in inverse_rows.iter().enumerate() {
+        window_means::<SLOTS>(sums, radius, inverse_columns, inverse_row, row);
         rows.output(y, row);
-        // Slide the window down: the row below it enters, the top one leaves.
-        if y + radius + 1 < height {
-            let entering = &mut ring[slot(y + radius + 1)];
-            rows.input(y + radius + 1, entering);
-            for (s, v) in sums.iter_mut().zip(entering.iter()) {
-                *s += v;
-            }
+        // Slide the window down: the row below it enters, the top one leaves (one pass
+        // over the sums when both happen; they are different slots of the ring).
+        let entering = (y + radius + 1 < height).then_some(y + radius + 1);
+        let leaving = (y >= radius).then(|| y - radius);
+        if let Some(entering) = entering {
+            rows.input(entering, &mut ring[slot(entering)]);
         }
-        if y >= radius {
-            for (s, v) in sums.iter_mut().zip(&ring[slot(y - radius)]) {
-                *s -= v;
+        match (entering, leaving) {
+            (Some(entering), Some(leaving)) => {
+                let (entering, leaving) = (&ring[slot(entering)], &ring[slot(leaving)]);
+                for ((s, v), u) in sums.iter_mut().zip(entering).zip(leaving) {
+                    *s += v - u;
+                }
             }
+            (Some(entering), None) => {
+                for (s, v) in sums.iter_mut().zip(&ring[slot(entering)]) {
+                    *s += v;
+                }
+            }
+            (None, Some(leaving)) => {
+                for (s, v) in sums.iter_mut().zip(&ring[slot(leaving)]) {
+                    *s -= v;
+                }
+            }
+            (None, None) => {}
         }
     }
 }
@@ -195,9 +208,11 @@ fn window_means_of<const SLOTS: usize, const R: usize>(
         .enumerate()
     {
         let i = chunk * LANES;
+        // One bounds check per chunk: the 2R+1 shifted loads are at constant offsets.
+        let window = &sums[i..i + 2 * reach + LANES];
         let mut sum = [0.0f32; LANES];
         for k in 0..=2 * R {
-            let shifted: &[f32; LANES] = sums[i + k * SLOTS..][..LANES].try_into().unwrap();
+            let shifted = &window[k * SLOTS..k * SLOTS + LANES];
             for (s, v) in sum.iter_mut().zip(shifted) {
                 *s += v;
             }
