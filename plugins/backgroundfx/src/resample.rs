@@ -93,6 +93,9 @@ impl LinearTable {
     }
 }
 
+/// Pixels the row upscaler interpolates per step.
+const LANES: usize = 8;
+
 /// Bilinear upscaling of byte rows along the row (half-pixel centres, 8-bit weights), with
 /// its table built once. `fast_image_resize` does this too, but computes its coefficients
 /// anew on every call: for the blurred background (a few dozen rows) that was more than
@@ -124,16 +127,41 @@ impl RowUpscaler {
         let (pixels, _) = source.as_chunks::<CHANNELS>();
         let (targets, _) = out.as_chunks_mut::<CHANNELS>();
         let last = pixels.len() - 1;
+        let len = targets.len();
         for (j, span) in self.spans.iter().enumerate() {
             let (left, right) = (pixels[j], pixels[(j + 1).min(last)]);
-            for (target, &weight) in targets[span.clone()]
-                .iter_mut()
-                .zip(&self.weights[span.clone()])
-            {
-                for c in 0..CHANNELS {
-                    target[c] = crate::composite::lerp(left[c], right[c], weight);
-                }
+            let mut start = span.start;
+            // Whole blocks of LANES pixels (a fixed-size loop that vectorises); pixels past
+            // the span's end are written with this span's pair too and then overwritten by
+            // the spans after it, which cover every later pixel in order.
+            while start < span.end && start + LANES <= len {
+                let block: &mut [[u8; CHANNELS]; LANES] =
+                    (&mut targets[start..start + LANES]).try_into().unwrap();
+                let weights: &[u16; LANES] = self.weights[start..start + LANES].try_into().unwrap();
+                lerp_pixels(block, weights, left, right);
+                start += LANES;
             }
+            // The row's last pixels, one by one.
+            if start < span.end {
+                let weights = &self.weights[start..span.end];
+                lerp_pixels(&mut targets[start..span.end], weights, left, right);
+            }
+        }
+    }
+}
+
+/// `targets[i]` = `left` and `right` mixed by `weights[i]`, channel by channel (inlined: with
+/// arrays of a fixed length the loop is unrolled and vectorised).
+#[inline(always)]
+fn lerp_pixels<const CHANNELS: usize>(
+    targets: &mut [[u8; CHANNELS]],
+    weights: &[u16],
+    left: [u8; CHANNELS],
+    right: [u8; CHANNELS],
+) {
+    for (target, &weight) in targets.iter_mut().zip(weights) {
+        for c in 0..CHANNELS {
+            target[c] = crate::composite::lerp(left[c], right[c], weight);
         }
     }
 }
