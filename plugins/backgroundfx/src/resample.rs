@@ -27,11 +27,10 @@ pub fn luma_row(pixels: &[u8], order: [usize; 3], out: &mut [u8]) {
 }
 
 fn luma_row_of<const R: usize, const G: usize, const B: usize>(pixels: &[u8], out: &mut [u8]) {
-    let byte = |pixel: u32, index: usize| (pixel >> (8 * index)) & 0xff;
+    let byte = |pixel: u32, index: usize| (pixel >> (8 * index)) as u8;
     for (o, p) in out.iter_mut().zip(pixels.as_chunks::<4>().0) {
         let pixel = u32::from_le_bytes(*p);
-        let weighted = 77 * byte(pixel, R) + 150 * byte(pixel, G) + 29 * byte(pixel, B);
-        *o = ((weighted + 128) >> 8) as u8;
+        *o = luma(byte(pixel, R), byte(pixel, G), byte(pixel, B));
     }
 }
 
